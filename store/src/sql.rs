@@ -1,0 +1,796 @@
+//! The SQL implementation of [`Store`](crate::Store), shared by both backends.
+//!
+//! The two dialects agree on everything the store says (numbered `$n` parameters, `RETURNING`,
+//! `ON CONFLICT`, `LIMIT`); the schemas differ in column types (see the two migration sets), which the bound Rust
+//! types bridge: `Uuid` is a BLOB in SQLite and a UUID in PostgreSQL, [`Ts`](crate::ts::Ts) is INTEGER ms in
+//! SQLite and TIMESTAMPTZ in PostgreSQL. The implementation is written once, as a macro expanded for each
+//! concrete backend, because sqlx's generic-over-database bounds would bury the queries under where-clauses.
+
+use cmdop_protocol::{ClientKind, EndReason, GapReason, SessionState};
+
+use crate::error::StoreError;
+use crate::model::{CabinetCommandPolicy, Role};
+
+pub(crate) fn parse_state(s: &str) -> Result<SessionState, StoreError> {
+    match s {
+        "active" => Ok(SessionState::Active),
+        "ended" => Ok(SessionState::Ended),
+        other => Err(StoreError::Conflict(format!(
+            "stored session state {other:?} is unknown"
+        ))),
+    }
+}
+
+pub(crate) fn parse_end_reason(s: &str) -> Result<EndReason, StoreError> {
+    match s {
+        "exited" => Ok(EndReason::Exited),
+        "recorder_lost" => Ok(EndReason::RecorderLost),
+        other => Err(StoreError::Conflict(format!(
+            "stored end reason {other:?} is unknown"
+        ))),
+    }
+}
+
+pub(crate) fn parse_client_kind(s: &str) -> Result<ClientKind, StoreError> {
+    match s {
+        "desktop" => Ok(ClientKind::Desktop),
+        "cli" => Ok(ClientKind::Cli),
+        "bot" => Ok(ClientKind::Bot),
+        "browser" => Ok(ClientKind::Browser),
+        other => Err(StoreError::Conflict(format!(
+            "stored client kind {other:?} is unknown"
+        ))),
+    }
+}
+
+pub(crate) fn parse_gap_reason(s: &str) -> Result<GapReason, StoreError> {
+    match s {
+        "recorder_offline" => Ok(GapReason::RecorderOffline),
+        other => Err(StoreError::Conflict(format!(
+            "stored gap reason {other:?} is unknown"
+        ))),
+    }
+}
+
+pub(crate) fn parse_role(s: &str) -> Result<Role, StoreError> {
+    Role::parse(s)
+}
+
+pub(crate) fn parse_policy(s: &str) -> Result<CabinetCommandPolicy, StoreError> {
+    CabinetCommandPolicy::parse(s)
+}
+
+/// Columns of a session row joined with its fleet, machine, starter and chat thread.
+pub(crate) const SESSION_SELECT: &str = "SELECT s.id, s.fleet_id, f.name AS fleet_name, s.machine_id, \
+     m.name AS machine_name, s.started_by, u.email AS user_email, u.display_name AS user_name, s.command, s.state, \
+     s.end_reason, s.started_at, s.ended_at, s.exit_code, s.cols, s.rows, s.total_bytes, s.retained_bytes, \
+     s.truncated_bytes, s.chat_thread_id, ct.title AS chat_title \
+     FROM sessions s \
+     JOIN fleets f ON f.id = s.fleet_id \
+     JOIN machines m ON m.id = s.machine_id \
+     JOIN members u ON u.id = s.started_by \
+     LEFT JOIN chat_threads ct ON ct.id = s.chat_thread_id \
+     WHERE 1 = 1";
+
+pub(crate) const FLEET_COLUMNS: &str = "id, name, retention_days, retention_min_days, retention_max_days, \
+     transcript_limit_bytes, cabinet_command_policy, created_at";
+
+pub(crate) const MEMBER_COLUMNS: &str = "id, email, display_name, is_bot, created_at";
+
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty, $backend:expr) => {
+        use std::collections::HashMap;
+
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use cmdop_protocol::{ChatThreadRef, ClientInfo, GapInfo, Session, SessionList, TranscriptInfo};
+        use sqlx::{QueryBuilder, Row};
+        use uuid::Uuid;
+
+        use crate::error::{unique_as, StoreError, StoreResult};
+        use crate::model::*;
+        use crate::sql::*;
+        use crate::store::{Backend, Store};
+        use crate::ts::Ts;
+
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        fn fleet_from_row(r: &DbRow) -> StoreResult<Fleet> {
+            Ok(Fleet {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                retention_days: r.try_get("retention_days")?,
+                retention_min_days: r.try_get("retention_min_days")?,
+                retention_max_days: r.try_get("retention_max_days")?,
+                transcript_limit_bytes: r.try_get("transcript_limit_bytes")?,
+                cabinet_command_policy: parse_policy(&r.try_get::<String, _>("cabinet_command_policy")?)?,
+                created_at: r.try_get::<Ts, _>("created_at")?.0,
+            })
+        }
+
+        fn member_from_row(r: &DbRow) -> StoreResult<Member> {
+            Ok(Member {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                display_name: r.try_get("display_name")?,
+                is_bot: r.try_get("is_bot")?,
+                created_at: r.try_get::<Ts, _>("created_at")?.0,
+            })
+        }
+
+        fn machine_from_row(r: &DbRow) -> StoreResult<Machine> {
+            Ok(Machine {
+                id: r.try_get("id")?,
+                fleet_id: r.try_get("fleet_id")?,
+                name: r.try_get("name")?,
+                created_at: r.try_get::<Ts, _>("created_at")?.0,
+            })
+        }
+
+        fn u64_col(r: &DbRow, col: &str) -> StoreResult<u64> {
+            let v: i64 = r.try_get(col)?;
+            u64::try_from(v).map_err(|_| StoreError::Conflict(format!("negative {col}")))
+        }
+
+        /// A session row (see `SESSION_SELECT`) without its clients and gaps.
+        fn session_from_row(r: &DbRow, now: DateTime<Utc>) -> StoreResult<Session> {
+            let started_at = r.try_get::<Ts, _>("started_at")?.0;
+            let ended_at = r.try_get::<Option<Ts>, _>("ended_at")?.map(|t| t.0);
+            let duration_ms = (ended_at.unwrap_or(now) - started_at).num_milliseconds().max(0) as u64;
+            let end_reason: Option<String> = r.try_get("end_reason")?;
+            let chat_thread_id: Option<Uuid> = r.try_get("chat_thread_id")?;
+            let chat_title: Option<String> = r.try_get("chat_title")?;
+            let total_bytes = u64_col(r, "total_bytes")?;
+            Ok(Session {
+                id: r.try_get("id")?,
+                fleet: r.try_get("fleet_name")?,
+                fleet_id: r.try_get("fleet_id")?,
+                machine: r.try_get("machine_name")?,
+                machine_id: r.try_get("machine_id")?,
+                user: r.try_get("user_email")?,
+                user_id: r.try_get("started_by")?,
+                user_name: r.try_get("user_name")?,
+                command: r.try_get("command")?,
+                state: parse_state(&r.try_get::<String, _>("state")?)?,
+                end_reason: end_reason.as_deref().map(parse_end_reason).transpose()?,
+                started_at,
+                ended_at,
+                exit_code: r.try_get("exit_code")?,
+                duration_ms,
+                cols: r.try_get::<i32, _>("cols")? as u16,
+                rows: r.try_get::<i32, _>("rows")? as u16,
+                clients: Vec::new(),
+                chat_thread: chat_thread_id.map(|id| ChatThreadRef { id, title: chat_title.unwrap_or_default() }),
+                transcript: TranscriptInfo {
+                    total_bytes,
+                    retained_bytes: u64_col(r, "retained_bytes")?,
+                    truncated_bytes: u64_col(r, "truncated_bytes")?,
+                    gaps: Vec::new(),
+                },
+            })
+        }
+
+        /// Restricts `sessions s` to what the viewer may see. This is the visibility rule, in one place.
+        fn push_visibility(qb: &mut QueryBuilder<$db>, viewer: &Viewer) {
+            match viewer {
+                Viewer::Member(member_id) => {
+                    qb.push(
+                        " AND EXISTS (SELECT 1 FROM fleet_members fm WHERE fm.fleet_id = s.fleet_id AND fm.member_id = ",
+                    );
+                    qb.push_bind(*member_id);
+                    qb.push(
+                        " AND (fm.role IN ('owner', 'admin') OR EXISTS (SELECT 1 FROM machine_grants g \
+                         WHERE g.machine_id = s.machine_id AND g.member_id = fm.member_id)))",
+                    );
+                }
+                Viewer::Share { session_id } => {
+                    qb.push(" AND s.id = ");
+                    qb.push_bind(*session_id);
+                }
+            }
+        }
+
+        impl $store {
+            /// Adds clients and gaps to sessions read by `session_from_row`.
+            async fn fill_details(&self, sessions: &mut [Session]) -> StoreResult<()> {
+                if sessions.is_empty() {
+                    return Ok(());
+                }
+                let ids: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
+
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT id, session_id, kind, name, attached_at, detached_at FROM session_clients WHERE session_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in &ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(") ORDER BY attached_at, id");
+                let mut clients: HashMap<Uuid, Vec<ClientInfo>> = HashMap::new();
+                for r in qb.build().fetch_all(&self.pool).await? {
+                    let sid: Uuid = r.try_get("session_id")?;
+                    clients.entry(sid).or_default().push(ClientInfo {
+                        id: r.try_get("id")?,
+                        kind: parse_client_kind(&r.try_get::<String, _>("kind")?)?,
+                        name: r.try_get("name")?,
+                        attached_at: r.try_get::<Ts, _>("attached_at")?.0,
+                        detached_at: r.try_get::<Option<Ts>, _>("detached_at")?.map(|t| t.0),
+                    });
+                }
+
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT session_id, at_offset, bytes_lost, reason FROM transcript_gaps WHERE session_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in &ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(") ORDER BY at_offset");
+                let mut gaps: HashMap<Uuid, Vec<GapInfo>> = HashMap::new();
+                for r in qb.build().fetch_all(&self.pool).await? {
+                    let sid: Uuid = r.try_get("session_id")?;
+                    gaps.entry(sid).or_default().push(GapInfo {
+                        at_offset: u64_col(&r, "at_offset")?,
+                        bytes_lost: u64_col(&r, "bytes_lost")?,
+                        reason: parse_gap_reason(&r.try_get::<String, _>("reason")?)?,
+                    });
+                }
+
+                for s in sessions.iter_mut() {
+                    s.clients = clients.remove(&s.id).unwrap_or_default();
+                    s.transcript.gaps = gaps.remove(&s.id).unwrap_or_default();
+                }
+                Ok(())
+            }
+
+            async fn fleet_where(&self, column: &str, value: &str) -> StoreResult<Option<Fleet>> {
+                let sql = format!("SELECT {FLEET_COLUMNS} FROM fleets WHERE {column} = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(&self.pool).await?;
+                row.as_ref().map(fleet_from_row).transpose()
+            }
+
+            async fn member_where_email(&self, email: &str) -> StoreResult<Option<(Member, Option<String>)>> {
+                let sql = format!("SELECT {MEMBER_COLUMNS}, password_hash FROM members WHERE email = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(email).fetch_optional(&self.pool).await?;
+                match row {
+                    Some(r) => Ok(Some((member_from_row(&r)?, r.try_get("password_hash")?))),
+                    None => Ok(None),
+                }
+            }
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            fn clock(&self) -> &dyn crate::Clock {
+                &*self.clock
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_fleet(&self, name: &str) -> StoreResult<Fleet> {
+                let name = validate_name("fleet", name)?;
+                let sql = format!(
+                    "INSERT INTO fleets (id, name, created_at) VALUES ($1, $2, $3) RETURNING {FLEET_COLUMNS}"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(new_id())
+                    .bind(&name)
+                    .bind(Ts(self.clock.now()))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unique_as(|| format!("fleet {name:?}")))?;
+                fleet_from_row(&row)
+            }
+
+            async fn fleet_by_name(&self, name: &str) -> StoreResult<Fleet> {
+                self.fleet_where("name", name.trim())
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("fleet {name:?}")))
+            }
+
+            async fn list_fleets(&self) -> StoreResult<Vec<Fleet>> {
+                let sql = format!("SELECT {FLEET_COLUMNS} FROM fleets ORDER BY name");
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+                rows.iter().map(fleet_from_row).collect()
+            }
+
+            async fn create_member(&self, new: NewMember) -> StoreResult<Member> {
+                let email = normalize_email(&new.email)?;
+                let display_name = match new.display_name.trim() {
+                    "" => email.split('@').next().unwrap_or(&email).to_string(),
+                    n => n.to_string(),
+                };
+                let sql = format!(
+                    "INSERT INTO members (id, email, display_name, password_hash, is_bot, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {MEMBER_COLUMNS}"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(new_id())
+                    .bind(&email)
+                    .bind(&display_name)
+                    .bind(new.password_hash)
+                    .bind(new.is_bot)
+                    .bind(Ts(self.clock.now()))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unique_as(|| format!("member {email:?}")))?;
+                member_from_row(&row)
+            }
+
+            async fn member_by_email(&self, email: &str) -> StoreResult<Member> {
+                let email = normalize_email(email)?;
+                self.member_where_email(&email)
+                    .await?
+                    .map(|(m, _)| m)
+                    .ok_or_else(|| StoreError::NotFound(format!("member {email:?}")))
+            }
+
+            async fn member_by_id(&self, id: Uuid) -> StoreResult<Member> {
+                let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE id = $1");
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+                row.as_ref().map(member_from_row).transpose()?.ok_or_else(|| StoreError::NotFound("member".into()))
+            }
+
+            async fn password_login_record(&self, email: &str) -> StoreResult<Option<(Member, Option<String>)>> {
+                match normalize_email(email) {
+                    Ok(email) => self.member_where_email(&email).await,
+                    Err(_) => Ok(None),
+                }
+            }
+
+            async fn add_fleet_member(&self, fleet_id: Uuid, member_id: Uuid, role: Role) -> StoreResult<()> {
+                let existing: Option<String> =
+                    sqlx::query_scalar("SELECT role FROM fleet_members WHERE fleet_id = $1 AND member_id = $2")
+                        .bind(fleet_id)
+                        .bind(member_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if let Some(role) = existing {
+                    return Err(StoreError::AlreadyExists(format!("membership (the member is already {role})")));
+                }
+                sqlx::query(
+                    "INSERT INTO fleet_members (fleet_id, member_id, role, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(fleet_id)
+                .bind(member_id)
+                .bind(role.as_str())
+                .bind(Ts(self.clock.now()))
+                .execute(&self.pool)
+                .await
+                .map_err(unique_as(|| "membership".to_string()))?;
+                Ok(())
+            }
+
+            async fn memberships(&self, member_id: Uuid) -> StoreResult<Vec<FleetMembership>> {
+                let sql = format!(
+                    "SELECT {cols}, fm.role FROM fleets f JOIN fleet_members fm ON fm.fleet_id = f.id \
+                     WHERE fm.member_id = $1 ORDER BY f.name",
+                    cols = FLEET_COLUMNS.split(", ").map(|c| format!("f.{c}")).collect::<Vec<_>>().join(", ")
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(member_id).fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(FleetMembership {
+                            fleet: fleet_from_row(r)?,
+                            role: parse_role(&r.try_get::<String, _>("role")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn create_machine(&self, fleet_id: Uuid, name: &str) -> StoreResult<Machine> {
+                let name = validate_name("machine", name)?;
+                let row = sqlx::query(
+                    "INSERT INTO machines (id, fleet_id, name, created_at) VALUES ($1, $2, $3, $4) \
+                     RETURNING id, fleet_id, name, created_at",
+                )
+                .bind(new_id())
+                .bind(fleet_id)
+                .bind(&name)
+                .bind(Ts(self.clock.now()))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unique_as(|| format!("machine {name:?} in this fleet")))?;
+                machine_from_row(&row)
+            }
+
+            async fn machine_by_name(&self, fleet_id: Uuid, name: &str) -> StoreResult<Machine> {
+                let row = sqlx::query(
+                    "SELECT id, fleet_id, name, created_at FROM machines WHERE fleet_id = $1 AND name = $2",
+                )
+                .bind(fleet_id)
+                .bind(name.trim())
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref()
+                    .map(machine_from_row)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound(format!("machine {name:?} in this fleet")))
+            }
+
+            async fn grant_machine(&self, machine_id: Uuid, member_id: Uuid) -> StoreResult<()> {
+                sqlx::query("INSERT INTO machine_grants (machine_id, member_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(machine_id)
+                    .bind(member_id)
+                    .bind(Ts(self.clock.now()))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unique_as(|| "grant".to_string()))?;
+                Ok(())
+            }
+
+            async fn create_api_token(&self, member_id: Uuid, name: &str, token_hash: &[u8]) -> StoreResult<Uuid> {
+                let id = new_id();
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, member_id, name, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id)
+                .bind(member_id)
+                .bind(name)
+                .bind(token_hash)
+                .bind(Ts(self.clock.now()))
+                .execute(&self.pool)
+                .await
+                .map_err(unique_as(|| "token".to_string()))?;
+                Ok(id)
+            }
+
+            async fn member_by_api_token(&self, token_hash: &[u8]) -> StoreResult<Option<Member>> {
+                let cols = MEMBER_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "SELECT {cols}, t.id AS token_id, t.token_hash FROM api_tokens t JOIN members m ON m.id = t.member_id \
+                     WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
+                );
+                let Some(row) =
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(token_hash).fetch_optional(&self.pool).await?
+                else {
+                    return Ok(None);
+                };
+                // The index found it by digest; compare again in constant time so the check does not rest on it.
+                let stored: Vec<u8> = row.try_get("token_hash")?;
+                if !crate::secrets::digests_equal(&stored, token_hash) {
+                    return Ok(None);
+                }
+                let token_id: Uuid = row.try_get("token_id")?;
+                sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                    .bind(Ts(self.clock.now()))
+                    .bind(token_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(Some(member_from_row(&row)?))
+            }
+
+            async fn create_login_session(
+                &self,
+                member_id: Uuid,
+                token_hash: &[u8],
+                expires_at: DateTime<Utc>,
+            ) -> StoreResult<()> {
+                let now = self.clock.now();
+                // Housekeeping on the way: expired login sessions are of no use to anyone.
+                sqlx::query("DELETE FROM login_sessions WHERE expires_at <= $1").bind(Ts(now)).execute(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO login_sessions (id, member_id, token_hash, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(new_id())
+                .bind(member_id)
+                .bind(token_hash)
+                .bind(Ts(now))
+                .bind(Ts(expires_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn member_by_login_session(&self, token_hash: &[u8]) -> StoreResult<Option<Member>> {
+                let cols = MEMBER_COLUMNS.split(", ").map(|c| format!("m.{c}")).collect::<Vec<_>>().join(", ");
+                let sql = format!(
+                    "SELECT {cols}, ls.token_hash FROM login_sessions ls JOIN members m ON m.id = ls.member_id \
+                     WHERE ls.token_hash = $1 AND ls.expires_at > $2"
+                );
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(token_hash)
+                    .bind(Ts(self.clock.now()))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                match row {
+                    Some(r) if crate::secrets::digests_equal(&r.try_get::<Vec<u8>, _>("token_hash")?, token_hash) => {
+                        Ok(Some(member_from_row(&r)?))
+                    }
+                    _ => Ok(None),
+                }
+            }
+
+            async fn delete_login_session(&self, token_hash: &[u8]) -> StoreResult<()> {
+                sqlx::query("DELETE FROM login_sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_session(&self, new: NewSession) -> StoreResult<Uuid> {
+                if new.cols == 0 || new.rows == 0 {
+                    return Err(StoreError::invalid("size", "cols and rows must be at least 1"));
+                }
+                let fleet_of_machine: Option<Uuid> =
+                    sqlx::query_scalar("SELECT fleet_id FROM machines WHERE id = $1")
+                        .bind(new.machine_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                match fleet_of_machine {
+                    None => return Err(StoreError::NotFound("machine".into())),
+                    Some(f) if f != new.fleet_id => {
+                        return Err(StoreError::invalid("machine", "the machine belongs to another fleet"));
+                    }
+                    Some(_) => {}
+                }
+                let id = new_id();
+                let started_at = new.started_at.map(crate::clock::truncate_ms).unwrap_or_else(|| self.clock.now());
+                sqlx::query(
+                    "INSERT INTO sessions (id, fleet_id, machine_id, started_by, command, state, started_at, cols, rows, \
+                     chat_thread_id, last_seen_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10)",
+                )
+                .bind(id)
+                .bind(new.fleet_id)
+                .bind(new.machine_id)
+                .bind(new.started_by)
+                .bind(&new.command)
+                .bind(Ts(started_at))
+                .bind(i32::from(new.cols))
+                .bind(i32::from(new.rows))
+                .bind(new.chat_thread_id)
+                .bind(Ts(self.clock.now()))
+                .execute(&self.pool)
+                .await?;
+                Ok(id)
+            }
+
+            async fn append_output(&self, session_id: Uuid, chunks: &[OutputChunk]) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let total: Option<i64> = sqlx::query_scalar("SELECT total_bytes FROM sessions WHERE id = $1")
+                    .bind(session_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let mut total = total.ok_or_else(|| StoreError::NotFound("session".into()))? as u64;
+                let mut added: i64 = 0;
+                for chunk in chunks.iter().filter(|c| !c.bytes.is_empty()) {
+                    let end = chunk.offset + chunk.bytes.len() as u64;
+                    if chunk.offset == total {
+                        sqlx::query(
+                            "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(session_id)
+                        .bind(chunk.offset as i64)
+                        .bind(chunk.t_ms as i64)
+                        .bind(&chunk.bytes)
+                        .execute(&mut *tx)
+                        .await?;
+                        total = end;
+                        added += chunk.bytes.len() as i64;
+                    } else if end <= total {
+                        // A resend of what is stored: fine if it is the same bytes.
+                        let stored: Option<Vec<u8>> = sqlx::query_scalar(
+                            "SELECT bytes FROM transcript_chunks WHERE session_id = $1 AND byte_offset = $2",
+                        )
+                        .bind(session_id)
+                        .bind(chunk.offset as i64)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(stored) = stored {
+                            if stored != chunk.bytes {
+                                return Err(StoreError::Conflict(format!(
+                                    "bytes at offset {} differ from the stored ones",
+                                    chunk.offset
+                                )));
+                            }
+                        }
+                    } else if chunk.offset > total {
+                        return Err(StoreError::Conflict(format!(
+                            "output at offset {} leaves a hole after offset {total} that was not declared as a gap",
+                            chunk.offset
+                        )));
+                    } else {
+                        return Err(StoreError::Conflict(format!(
+                            "output at offset {} overlaps the stored end at {total}",
+                            chunk.offset
+                        )));
+                    }
+                }
+                sqlx::query(
+                    "UPDATE sessions SET total_bytes = $1, retained_bytes = retained_bytes + $2, last_seen_at = $3 \
+                     WHERE id = $4",
+                )
+                .bind(total as i64)
+                .bind(added)
+                .bind(Ts(self.clock.now()))
+                .bind(session_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(total)
+            }
+
+            async fn end_session(&self, session_id: Uuid, end: SessionEnd) -> StoreResult<()> {
+                let ended_at = end.ended_at.map(crate::clock::truncate_ms).unwrap_or_else(|| self.clock.now());
+                let done = sqlx::query(
+                    "UPDATE sessions SET state = 'ended', ended_at = $1, exit_code = $2, exit_signal = $3, \
+                     end_reason = $4 WHERE id = $5 AND state = 'active'",
+                )
+                .bind(Ts(ended_at))
+                .bind(end.exit_code)
+                .bind(end.exit_signal)
+                .bind(end.reason.as_str())
+                .bind(session_id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    let exists: Option<String> = sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1")
+                        .bind(session_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    return match exists {
+                        None => Err(StoreError::NotFound("session".into())),
+                        Some(_) => Err(StoreError::Conflict("the session has already ended".into())),
+                    };
+                }
+                // Whoever was attached is not any more.
+                sqlx::query("UPDATE session_clients SET detached_at = $1 WHERE session_id = $2 AND detached_at IS NULL")
+                    .bind(Ts(ended_at))
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn attach_client(&self, session_id: Uuid, client: NewClient) -> StoreResult<Uuid> {
+                let name = validate_name("name", &client.name)?;
+                let id = new_id();
+                let done = sqlx::query(
+                    "INSERT INTO session_clients (id, session_id, kind, name, member_id, attached_at) \
+                     SELECT $1, id, $2, $3, $4, $5 FROM sessions WHERE id = $6",
+                )
+                .bind(id)
+                .bind(client.kind.as_str())
+                .bind(&name)
+                .bind(client.member_id)
+                .bind(Ts(self.clock.now()))
+                .bind(session_id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("session".into()));
+                }
+                Ok(id)
+            }
+
+            async fn detach_client(&self, session_id: Uuid, client_id: Uuid) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE session_clients SET detached_at = $1 WHERE id = $2 AND session_id = $3 AND detached_at IS NULL",
+                )
+                .bind(Ts(self.clock.now()))
+                .bind(client_id)
+                .bind(session_id)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("attached client".into()));
+                }
+                Ok(())
+            }
+
+            async fn list_sessions(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<SessionList> {
+                let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as i64;
+                let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+                if let (Some(since), Some(until)) = (query.since, query.until) {
+                    if since >= until {
+                        return Err(StoreError::invalid("until", "must be later than since"));
+                    }
+                }
+
+                let mut qb = QueryBuilder::<$db>::new(SESSION_SELECT);
+                push_visibility(&mut qb, viewer);
+                if let Some(f) = query.fleet_id {
+                    qb.push(" AND s.fleet_id = ").push_bind(f);
+                }
+                if let Some(m) = query.machine_id {
+                    qb.push(" AND s.machine_id = ").push_bind(m);
+                }
+                if let Some(u) = query.user_id {
+                    qb.push(" AND s.started_by = ").push_bind(u);
+                }
+                if let Some(state) = query.state {
+                    qb.push(" AND s.state = ").push_bind(state.as_str());
+                }
+                if let Some(since) = query.since {
+                    qb.push(" AND s.started_at >= ").push_bind(Ts(since));
+                }
+                if let Some(until) = query.until {
+                    qb.push(" AND s.started_at < ").push_bind(Ts(until));
+                }
+                if let Some(c) = cursor {
+                    let at = Ts(DateTime::from_timestamp_millis(c.started_at_ms)
+                        .ok_or_else(|| StoreError::invalid("cursor", "not a cursor this server issued"))?);
+                    qb.push(" AND (s.started_at < ").push_bind(at);
+                    qb.push(" OR (s.started_at = ").push_bind(at);
+                    qb.push(" AND s.id < ").push_bind(c.id);
+                    qb.push("))");
+                }
+                // One row more than asked tells whether there is a next page.
+                qb.push(" ORDER BY s.started_at DESC, s.id DESC LIMIT ").push_bind(limit + 1);
+
+                let now = self.clock.now();
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                let mut sessions = rows.iter().map(|r| session_from_row(r, now)).collect::<StoreResult<Vec<_>>>()?;
+                let next_cursor = if sessions.len() as i64 > limit {
+                    sessions.truncate(limit as usize);
+                    sessions.last().map(|s| Cursor { started_at_ms: s.started_at.timestamp_millis(), id: s.id }.encode())
+                } else {
+                    None
+                };
+                self.fill_details(&mut sessions).await?;
+                Ok(SessionList { sessions, next_cursor })
+            }
+
+            async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session> {
+                let mut qb = QueryBuilder::<$db>::new(SESSION_SELECT);
+                qb.push(" AND s.id = ").push_bind(id);
+                push_visibility(&mut qb, viewer);
+                let row = qb.build().fetch_optional(&self.pool).await?;
+                let row = row.ok_or_else(|| StoreError::NotFound("session".into()))?;
+                let mut sessions = vec![session_from_row(&row, self.clock.now())?];
+                self.fill_details(&mut sessions).await?;
+                Ok(sessions.pop().expect("one session"))
+            }
+
+            async fn read_transcript(
+                &self,
+                viewer: &Viewer,
+                id: Uuid,
+                from_offset: u64,
+            ) -> StoreResult<TranscriptSlice> {
+                let session = self.session(viewer, id).await?;
+                let rows = sqlx::query(
+                    "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
+                     AND byte_offset + LENGTH(bytes) > $2 ORDER BY byte_offset",
+                )
+                .bind(id)
+                .bind(from_offset as i64)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut start_offset = None;
+                let mut bytes = Vec::new();
+                for r in rows {
+                    let offset = u64_col(&r, "byte_offset")?;
+                    let chunk: Vec<u8> = r.try_get("bytes")?;
+                    // The first chunk may begin before the requested offset: cut it there.
+                    let skip = from_offset.saturating_sub(offset) as usize;
+                    start_offset.get_or_insert(offset + skip as u64);
+                    bytes.extend_from_slice(&chunk[skip.min(chunk.len())..]);
+                }
+                let total = session.transcript.total_bytes;
+                Ok(TranscriptSlice {
+                    start_offset: start_offset.unwrap_or(total.max(from_offset).min(total)),
+                    bytes,
+                    total_bytes: total,
+                    gaps: session
+                        .transcript
+                        .gaps
+                        .iter()
+                        .map(|g| Gap { at_offset: g.at_offset, bytes_lost: g.bytes_lost, reason: g.reason })
+                        .collect(),
+                })
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_store;

@@ -50,3 +50,9 @@ impl Clock for ManualClock {
 pub(crate) fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).expect("in range")
 }
+
+/// The first whole millisecond at or after `t`.
+pub(crate) fn ceil_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    let down = truncate_ms(t);
+    if down == t { t } else { down + chrono::Duration::milliseconds(1) }
+}

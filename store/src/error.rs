@@ -8,10 +8,7 @@ pub enum StoreError {
     AlreadyExists(String),
     /// Bad input: which field, and what was wrong with it.
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     /// A write that does not fit what is stored (e.g. transcript bytes that disagree with stored ones).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -23,10 +20,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        StoreError::Invalid {
-            field,
-            message: message.into(),
-        }
+        StoreError::Invalid { field, message: message.into() }
     }
 }
 

@@ -31,11 +31,7 @@ pub async fn open(database_url: &str, clock: Arc<dyn Clock>) -> StoreResult<Arc<
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(database_url, clock).await?))
     } else {
-        let path = database_url
-            .strip_prefix("sqlite://")
-            .unwrap_or(database_url);
-        Ok(Arc::new(
-            SqliteStore::open(std::path::Path::new(path), clock).await?,
-        ))
+        let path = database_url.strip_prefix("sqlite://").unwrap_or(database_url);
+        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path), clock).await?))
     }
 }

@@ -48,10 +48,7 @@ impl CabinetCommandPolicy {
         match s {
             "flag" => Ok(Self::Flag),
             "block" => Ok(Self::Block),
-            other => Err(StoreError::invalid(
-                "cabinet_command_policy",
-                format!("unknown policy {other:?}"),
-            )),
+            other => Err(StoreError::invalid("cabinet_command_policy", format!("unknown policy {other:?}"))),
         }
     }
 }
@@ -91,19 +88,9 @@ pub fn normalize_email(email: &str) -> Result<String, StoreError> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
         && e.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !e.contains(char::is_whitespace)
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !e.contains(char::is_whitespace)
         });
-    if valid {
-        Ok(e)
-    } else {
-        Err(StoreError::invalid(
-            "email",
-            format!("{email:?} is not an email address"),
-        ))
-    }
+    if valid { Ok(e) } else { Err(StoreError::invalid("email", format!("{email:?} is not an email address"))) }
 }
 
 /// Names of fleets and machines: what a person types on a command line.
@@ -112,14 +99,11 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<String, StoreErr
     if n.is_empty() {
         return Err(StoreError::invalid(field, "must not be empty"));
     }
-    if n.len() > 100 {
+    if n.chars().count() > 100 {
         return Err(StoreError::invalid(field, "must be at most 100 characters"));
     }
     if n.chars().any(|c| c.is_control()) {
-        return Err(StoreError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(StoreError::invalid(field, "must not contain control characters"));
     }
     Ok(n.to_string())
 }
@@ -145,10 +129,7 @@ impl Role {
             "owner" => Ok(Role::Owner),
             "admin" => Ok(Role::Admin),
             "member" => Ok(Role::Member),
-            other => Err(StoreError::invalid(
-                "role",
-                format!("{other:?} is not one of owner, admin, member"),
-            )),
+            other => Err(StoreError::invalid("role", format!("{other:?} is not one of owner, admin, member"))),
         }
     }
     /// Owners and admins see every machine of their fleet; members only the machines they are granted.
@@ -256,25 +237,16 @@ pub struct Cursor {
 impl Cursor {
     pub fn encode(&self) -> String {
         use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-            "{}.{}",
-            self.started_at_ms,
-            self.id.simple()
-        ))
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}.{}", self.started_at_ms, self.id.simple()))
     }
 
     pub fn decode(s: &str) -> Result<Self, StoreError> {
         use base64::Engine;
         let bad = || StoreError::invalid("cursor", "not a cursor this server issued");
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| bad())?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
         let text = String::from_utf8(raw).map_err(|_| bad())?;
         let (ms, id) = text.split_once('.').ok_or_else(bad)?;
-        Ok(Cursor {
-            started_at_ms: ms.parse().map_err(|_| bad())?,
-            id: Uuid::parse_str(id).map_err(|_| bad())?,
-        })
+        Ok(Cursor { started_at_ms: ms.parse().map_err(|_| bad())?, id: Uuid::parse_str(id).map_err(|_| bad())? })
     }
 }
 
@@ -295,32 +267,17 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
-        let c = Cursor {
-            started_at_ms: 1_767_225_600_123,
-            id: new_id(),
-        };
+        let c = Cursor { started_at_ms: 1_767_225_600_123, id: new_id() };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         for bad in ["", "!!!", "bm90LWEtY3Vyc29y"] {
             let err = Cursor::decode(bad).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    StoreError::Invalid {
-                        field: "cursor",
-                        ..
-                    }
-                ),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err, StoreError::Invalid { field: "cursor", .. }), "{bad}: {err}");
         }
     }
 
     #[test]
     fn emails_are_normalized_and_checked() {
-        assert_eq!(
-            normalize_email("  Alice@Example.COM ").unwrap(),
-            "alice@example.com"
-        );
+        assert_eq!(normalize_email("  Alice@Example.COM ").unwrap(), "alice@example.com");
         for bad in ["", "alice", "@example.com", "alice@", "a b@c.d", "a@b@c"] {
             assert!(normalize_email(bad).is_err(), "{bad:?} accepted");
         }
@@ -329,12 +286,7 @@ mod tests {
     #[test]
     fn roles_parse_and_order() {
         assert_eq!(Role::parse("owner").unwrap(), Role::Owner);
-        assert!(
-            Role::parse("root")
-                .unwrap_err()
-                .to_string()
-                .contains("owner, admin, member")
-        );
+        assert!(Role::parse("root").unwrap_err().to_string().contains("owner, admin, member"));
         assert!(Role::Owner.sees_all_machines() && Role::Admin.sees_all_machines());
         assert!(!Role::Member.sees_all_machines());
     }

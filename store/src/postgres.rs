@@ -15,11 +15,8 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> crate::StoreResult<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool =
+            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
         // Replicas starting together serialize on sqlx's migration advisory lock.
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         Ok(Self { pool, clock })

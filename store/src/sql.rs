@@ -15,9 +15,7 @@ pub(crate) fn parse_state(s: &str) -> Result<SessionState, StoreError> {
     match s {
         "active" => Ok(SessionState::Active),
         "ended" => Ok(SessionState::Ended),
-        other => Err(StoreError::Conflict(format!(
-            "stored session state {other:?} is unknown"
-        ))),
+        other => Err(StoreError::Conflict(format!("stored session state {other:?} is unknown"))),
     }
 }
 
@@ -25,9 +23,7 @@ pub(crate) fn parse_end_reason(s: &str) -> Result<EndReason, StoreError> {
     match s {
         "exited" => Ok(EndReason::Exited),
         "recorder_lost" => Ok(EndReason::RecorderLost),
-        other => Err(StoreError::Conflict(format!(
-            "stored end reason {other:?} is unknown"
-        ))),
+        other => Err(StoreError::Conflict(format!("stored end reason {other:?} is unknown"))),
     }
 }
 
@@ -37,18 +33,14 @@ pub(crate) fn parse_client_kind(s: &str) -> Result<ClientKind, StoreError> {
         "cli" => Ok(ClientKind::Cli),
         "bot" => Ok(ClientKind::Bot),
         "browser" => Ok(ClientKind::Browser),
-        other => Err(StoreError::Conflict(format!(
-            "stored client kind {other:?} is unknown"
-        ))),
+        other => Err(StoreError::Conflict(format!("stored client kind {other:?} is unknown"))),
     }
 }
 
 pub(crate) fn parse_gap_reason(s: &str) -> Result<GapReason, StoreError> {
     match s {
         "recorder_offline" => Ok(GapReason::RecorderOffline),
-        other => Err(StoreError::Conflict(format!(
-            "stored gap reason {other:?} is unknown"
-        ))),
+        other => Err(StoreError::Conflict(format!("stored gap reason {other:?} is unknown"))),
     }
 }
 
@@ -563,46 +555,50 @@ macro_rules! impl_sql_store {
                 let mut total = total.ok_or_else(|| StoreError::NotFound("session".into()))? as u64;
                 let mut added: i64 = 0;
                 for chunk in chunks.iter().filter(|c| !c.bytes.is_empty()) {
-                    let end = chunk.offset + chunk.bytes.len() as u64;
-                    if chunk.offset == total {
-                        sqlx::query(
-                            "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(session_id)
-                        .bind(chunk.offset as i64)
-                        .bind(chunk.t_ms as i64)
-                        .bind(&chunk.bytes)
-                        .execute(&mut *tx)
-                        .await?;
-                        total = end;
-                        added += chunk.bytes.len() as i64;
-                    } else if end <= total {
-                        // A resend of what is stored: fine if it is the same bytes.
-                        let stored: Option<Vec<u8>> = sqlx::query_scalar(
-                            "SELECT bytes FROM transcript_chunks WHERE session_id = $1 AND byte_offset = $2",
-                        )
-                        .bind(session_id)
-                        .bind(chunk.offset as i64)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if let Some(stored) = stored {
-                            if stored != chunk.bytes {
-                                return Err(StoreError::Conflict(format!(
-                                    "bytes at offset {} differ from the stored ones",
-                                    chunk.offset
-                                )));
-                            }
-                        }
-                    } else if chunk.offset > total {
+                    if chunk.offset > total {
                         return Err(StoreError::Conflict(format!(
                             "output at offset {} leaves a hole after offset {total} that was not declared as a gap",
                             chunk.offset
                         )));
-                    } else {
-                        return Err(StoreError::Conflict(format!(
-                            "output at offset {} overlaps the stored end at {total}",
-                            chunk.offset
-                        )));
+                    }
+                    // What overlaps stored bytes is a resend: it must agree with them, whatever its chunking.
+                    let overlap = (total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
+                    if overlap > 0 {
+                        let stored = sqlx::query(
+                            "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
+                             AND byte_offset < $2 AND byte_offset + LENGTH(bytes) > $3 ORDER BY byte_offset",
+                        )
+                        .bind(session_id)
+                        .bind((chunk.offset + overlap as u64) as i64)
+                        .bind(chunk.offset as i64)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        for r in stored {
+                            let at = u64_col(&r, "byte_offset")?;
+                            let bytes: Vec<u8> = r.try_get("bytes")?;
+                            let lo = at.max(chunk.offset);
+                            let hi = (at + bytes.len() as u64).min(chunk.offset + overlap as u64);
+                            let mine = &chunk.bytes[(lo - chunk.offset) as usize..(hi - chunk.offset) as usize];
+                            if mine != &bytes[(lo - at) as usize..(hi - at) as usize] {
+                                return Err(StoreError::Conflict(format!(
+                                    "bytes at offset {lo} differ from the stored ones"
+                                )));
+                            }
+                        }
+                    }
+                    let fresh = &chunk.bytes[overlap..];
+                    if !fresh.is_empty() {
+                        sqlx::query(
+                            "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(session_id)
+                        .bind(total as i64)
+                        .bind(chunk.t_ms as i64)
+                        .bind(fresh)
+                        .execute(&mut *tx)
+                        .await?;
+                        total += fresh.len() as u64;
+                        added += fresh.len() as i64;
                     }
                 }
                 sqlx::query(
@@ -710,11 +706,13 @@ macro_rules! impl_sql_store {
                 if let Some(state) = query.state {
                     qb.push(" AND s.state = ").push_bind(state.as_str());
                 }
+                // Stored times are whole milliseconds, so rounding the bounds up keeps `>=` and `<` exact on both
+                // backends (SQLite compares integers and would otherwise round them down).
                 if let Some(since) = query.since {
-                    qb.push(" AND s.started_at >= ").push_bind(Ts(since));
+                    qb.push(" AND s.started_at >= ").push_bind(Ts(crate::clock::ceil_ms(since)));
                 }
                 if let Some(until) = query.until {
-                    qb.push(" AND s.started_at < ").push_bind(Ts(until));
+                    qb.push(" AND s.started_at < ").push_bind(Ts(crate::clock::ceil_ms(until)));
                 }
                 if let Some(c) = cursor {
                     let at = Ts(DateTime::from_timestamp_millis(c.started_at_ms)

@@ -33,16 +33,8 @@ pub trait Store: Send + Sync + 'static {
     async fn member_by_email(&self, email: &str) -> StoreResult<Member>;
     async fn member_by_id(&self, id: Uuid) -> StoreResult<Member>;
     /// The member and their password hash, for login. `None` if there is no such member.
-    async fn password_login_record(
-        &self,
-        email: &str,
-    ) -> StoreResult<Option<(Member, Option<String>)>>;
-    async fn add_fleet_member(
-        &self,
-        fleet_id: Uuid,
-        member_id: Uuid,
-        role: Role,
-    ) -> StoreResult<()>;
+    async fn password_login_record(&self, email: &str) -> StoreResult<Option<(Member, Option<String>)>>;
+    async fn add_fleet_member(&self, fleet_id: Uuid, member_id: Uuid, role: Role) -> StoreResult<()>;
     async fn memberships(&self, member_id: Uuid) -> StoreResult<Vec<FleetMembership>>;
 
     async fn create_machine(&self, fleet_id: Uuid, name: &str) -> StoreResult<Machine>;
@@ -50,12 +42,7 @@ pub trait Store: Send + Sync + 'static {
     async fn grant_machine(&self, machine_id: Uuid, member_id: Uuid) -> StoreResult<()>;
 
     // ---- credentials (only digests are stored) ----
-    async fn create_api_token(
-        &self,
-        member_id: Uuid,
-        name: &str,
-        token_hash: &[u8],
-    ) -> StoreResult<Uuid>;
+    async fn create_api_token(&self, member_id: Uuid, name: &str, token_hash: &[u8]) -> StoreResult<Uuid>;
     /// The member an unrevoked API token speaks for; records its use.
     async fn member_by_api_token(&self, token_hash: &[u8]) -> StoreResult<Option<Member>>;
     async fn create_login_session(
@@ -79,16 +66,7 @@ pub trait Store: Send + Sync + 'static {
     async fn detach_client(&self, session_id: Uuid, client_id: Uuid) -> StoreResult<()>;
 
     // ---- sessions: reads, always through the viewer ----
-    async fn list_sessions(
-        &self,
-        viewer: &Viewer,
-        query: &SessionQuery,
-    ) -> StoreResult<SessionList>;
+    async fn list_sessions(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<SessionList>;
     async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session>;
-    async fn read_transcript(
-        &self,
-        viewer: &Viewer,
-        id: Uuid,
-        from_offset: u64,
-    ) -> StoreResult<TranscriptSlice>;
+    async fn read_transcript(&self, viewer: &Viewer, id: Uuid, from_offset: u64) -> StoreResult<TranscriptSlice>;
 }

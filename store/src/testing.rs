@@ -26,24 +26,17 @@ impl TestStore {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("inspector.db");
         let clock = Arc::new(ManualClock::at_epoch_2026());
-        let store = SqliteStore::open(&path, clock.clone())
-            .await
-            .expect("open sqlite");
-        TestStore {
-            store: Arc::new(store),
-            clock,
-            url: path.display().to_string(),
-            cleanup: Cleanup::Sqlite(dir),
-        }
+        let store = SqliteStore::open(&path, clock.clone()).await.expect("open sqlite");
+        TestStore { store: Arc::new(store), clock, url: path.display().to_string(), cleanup: Cleanup::Sqlite(dir) }
     }
 
     pub async fn postgres() -> Self {
-        let admin_url = std::env::var("CMDOP_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_string());
+        let admin_url =
+            std::env::var("CMDOP_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_string());
         let database = format!("cmdop_test_{}", uuid::Uuid::now_v7().simple());
-        let admin = sqlx::PgPool::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin_url} is needed for the conformance suite: {e}")
-        });
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is needed for the conformance suite: {e}"));
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
             .execute(&admin)
             .await
@@ -51,18 +44,8 @@ impl TestStore {
         admin.close().await;
         let url = with_database(&admin_url, &database);
         let clock = Arc::new(ManualClock::at_epoch_2026());
-        let store = PostgresStore::connect(&url, clock.clone())
-            .await
-            .expect("connect postgres");
-        TestStore {
-            store: Arc::new(store),
-            clock,
-            url,
-            cleanup: Cleanup::Postgres {
-                admin_url,
-                database,
-            },
-        }
+        let store = PostgresStore::connect(&url, clock.clone()).await.expect("connect postgres");
+        TestStore { store: Arc::new(store), clock, url, cleanup: Cleanup::Postgres { admin_url, database } }
     }
 
     pub async fn of(backend: crate::store::Backend) -> Self {
@@ -75,10 +58,7 @@ impl TestStore {
 
 /// `postgres://host/db?x` with the database part replaced.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map(|(b, q)| (b, Some(q)))
-        .unwrap_or((url, None));
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
     let host_part = match base[scheme_end..].find('/') {
         Some(i) => &base[..scheme_end + i],
@@ -92,18 +72,11 @@ fn with_database(url: &str, database: &str) -> String {
 
 impl Drop for TestStore {
     fn drop(&mut self) {
-        if let Cleanup::Postgres {
-            admin_url,
-            database,
-        } = &self.cleanup
-        {
+        if let Cleanup::Postgres { admin_url, database } = &self.cleanup {
             let (admin_url, database) = (admin_url.clone(), database.clone());
             // Drop runs outside any async context we could await in: use a runtime of its own, on its own thread.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                 rt.block_on(async {
                     if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
                         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -124,14 +97,8 @@ impl Drop for TestStore {
 mod tests {
     #[test]
     fn database_is_replaced_in_urls() {
-        assert_eq!(
-            super::with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
+        assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
         assert_eq!(super::with_database("postgres://h", "x"), "postgres://h/x");
-        assert_eq!(
-            super::with_database("postgres://h/db?sslmode=disable", "x"),
-            "postgres://h/x?sslmode=disable"
-        );
+        assert_eq!(super::with_database("postgres://h/db?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     }
 }

@@ -26,10 +26,7 @@ impl Type<Sqlite> for Ts {
 }
 
 impl<'q> Encode<'q, Sqlite> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Sqlite as Database>::ArgumentBuffer,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut <Sqlite as Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <i64 as Encode<'q, Sqlite>>::encode(self.0.timestamp_millis(), buf)
     }
 }
@@ -37,9 +34,7 @@ impl<'q> Encode<'q, Sqlite> for Ts {
 impl<'r> Decode<'r, Sqlite> for Ts {
     fn decode(value: <Sqlite as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
         let ms = <i64 as Decode<'r, Sqlite>>::decode(value)?;
-        DateTime::from_timestamp_millis(ms)
-            .map(Ts)
-            .ok_or_else(|| format!("timestamp out of range: {ms}").into())
+        DateTime::from_timestamp_millis(ms).map(Ts).ok_or_else(|| format!("timestamp out of range: {ms}").into())
     }
 }
 
@@ -53,10 +48,7 @@ impl Type<Postgres> for Ts {
 }
 
 impl<'q> Encode<'q, Postgres> for Ts {
-    fn encode_by_ref(
-        &self,
-        buf: &mut <Postgres as Database>::ArgumentBuffer,
-    ) -> Result<IsNull, BoxDynError> {
+    fn encode_by_ref(&self, buf: &mut <Postgres as Database>::ArgumentBuffer) -> Result<IsNull, BoxDynError> {
         <DateTime<Utc> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
     }
 }

@@ -183,38 +183,15 @@ mod tests {
 
     #[test]
     fn enums_use_the_documented_json_names() {
-        assert_eq!(
-            serde_json::to_string(&SessionState::Active).unwrap(),
-            "\"active\""
-        );
-        assert_eq!(
-            serde_json::to_string(&EndReason::RecorderLost).unwrap(),
-            "\"recorder_lost\""
-        );
-        assert_eq!(
-            serde_json::to_string(&ClientKind::Desktop).unwrap(),
-            "\"desktop\""
-        );
-        assert_eq!(
-            serde_json::to_string(&GapReason::RecorderOffline).unwrap(),
-            "\"recorder_offline\""
-        );
+        assert_eq!(serde_json::to_string(&SessionState::Active).unwrap(), "\"active\"");
+        assert_eq!(serde_json::to_string(&EndReason::RecorderLost).unwrap(), "\"recorder_lost\"");
+        assert_eq!(serde_json::to_string(&ClientKind::Desktop).unwrap(), "\"desktop\"");
+        assert_eq!(serde_json::to_string(&GapReason::RecorderOffline).unwrap(), "\"recorder_offline\"");
         for s in [SessionState::Active, SessionState::Ended] {
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
-        for k in [
-            ClientKind::Desktop,
-            ClientKind::Cli,
-            ClientKind::Bot,
-            ClientKind::Browser,
-        ] {
-            assert_eq!(
-                serde_json::to_string(&k).unwrap(),
-                format!("\"{}\"", k.as_str())
-            );
+        for k in [ClientKind::Desktop, ClientKind::Cli, ClientKind::Bot, ClientKind::Browser] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.as_str()));
         }
     }
 }

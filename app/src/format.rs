@@ -1,0 +1,56 @@
+//! Human-readable numbers. Pure functions of their input, so the server and the browser render the same text
+//! (anything else would be a hydration mismatch).
+
+use chrono::{DateTime, Utc};
+
+/// `1h 02m`, `3m 07s`, `12.4s`, `850ms`.
+pub fn duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{}.{}s", s, (ms % 1000) / 100),
+        60_000..3_600_000 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `512 B`, `1.5 KiB`, `8.0 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `2026-11-24 17:39:02 UTC`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_pick_a_readable_unit() {
+        assert_eq!(duration_ms(0), "0ms");
+        assert_eq!(duration_ms(850), "850ms");
+        assert_eq!(duration_ms(12_460), "12.4s");
+        assert_eq!(duration_ms(187_000), "3m 07s");
+        assert_eq!(duration_ms(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn byte_counts_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(8 * 1024 * 1024), "8.0 MiB");
+    }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the browser half of the inspector into target/site (which the server embeds): the hydration WASM and its
+# JS glue (wasm-bindgen), optimized by wasm-opt from npm's binaryen, plus CSS and static files.
+# Needs the tools scripts/tools.sh installs. No cargo-leptos: see README ("Why no cargo-leptos").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=cmdop-inspector
+target_dir="${CARGO_TARGET_DIR:-target}"
+site=target/site
+profile=wasm-release
+
+cargo build -p cmdop-inspector-frontend --lib --target wasm32-unknown-unknown --profile "$profile"
+mkdir -p "$site/pkg"
+wasm-bindgen --target web --no-typescript --out-dir "$site/pkg" --out-name "$name" \
+  "$target_dir/wasm32-unknown-unknown/$profile/cmdop_inspector_frontend.wasm"
+node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+  "$site/pkg/${name}_bg.wasm" -o "$site/pkg/${name}_bg.wasm"
+cp style/main.css "$site/pkg/$name.css"
+cp -r public/. "$site/"
+echo "site built in $site: $(du -sh "$site" | cut -f1), wasm $(gzip -c "$site/pkg/${name}_bg.wasm" | wc -c) bytes gzipped"

@@ -20,6 +20,15 @@ if [ ! -x node_modules/.bin/wasm-opt ]; then
   npm ci --no-audit --no-fund
 fi
 
+# cargo-leptos is optional (for `cargo leptos watch` while developing); the README commands do not use it because
+# installing it costs ~23 minutes on 2 cores. Pinned: 0.3.11 needs a newer rustc than this toolchain.
+CARGO_LEPTOS_VERSION=0.3.10
+if [ "${1:-}" = "--cargo-leptos" ]; then
+  if [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
+    cargo install --locked cargo-leptos --version "$CARGO_LEPTOS_VERSION"
+  fi
+fi
+
 if [ "${1:-}" = "--e2e" ]; then
   if [ ! -x /usr/bin/chromium ]; then
     echo "installing Debian's chromium"

@@ -1,7 +1,7 @@
 //! `cmdop-inspector admin ...`: set up fleets, members, machines, grants and API tokens from the shell.
 
 use clap::Subcommand;
-use cmdop_store::{secrets, NewMember, Role, Store, StoreError};
+use cmdop_store::{NewMember, Role, Store, StoreError, secrets};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -15,11 +15,7 @@ pub enum AdminCommand {
     #[command(subcommand)]
     Machine(MachineCommand),
     /// Let a member see (and record on) one machine of a fleet
-    Grant {
-        email: String,
-        fleet: String,
-        machine: String,
-    },
+    Grant { email: String, fleet: String, machine: String },
     /// API tokens
     #[command(subcommand)]
     Token(TokenCommand),
@@ -110,12 +106,7 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> Result<String, Sto
             };
             let password_hash = password.as_deref().map(secrets::hash_password);
             let member = store
-                .create_member(NewMember {
-                    email,
-                    display_name: name.unwrap_or_default(),
-                    password_hash,
-                    is_bot: bot,
-                })
+                .create_member(NewMember { email, display_name: name.unwrap_or_default(), password_hash, is_bot: bot })
                 .await?;
             let kind = if bot { "bot" } else { "member" };
             let mut out = format!("added {kind} {} ({})", member.email, member.id);

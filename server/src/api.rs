@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
 use cmdop_protocol::{Session, SessionList, SessionState};
-use cmdop_store::{SessionQuery, Viewer, MAX_PAGE_SIZE};
+use cmdop_store::{MAX_PAGE_SIZE, SessionQuery, Viewer};
 use uuid::Uuid;
 
 use crate::auth::CurrentMember;
@@ -59,12 +59,9 @@ fn parse_session_query(params: &HashMap<String, String>) -> Result<SessionQuery,
         });
     }
     if let Some(v) = params.get("limit").filter(|v| !v.is_empty()) {
-        q.limit = Some(
-            v.parse::<u32>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-                .ok_or_else(|| ApiError::bad_request("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}")))?,
-        );
+        q.limit = Some(v.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+            ApiError::bad_request("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"))
+        })?);
     }
     q.cursor = params.get("cursor").filter(|v| !v.is_empty()).cloned();
     Ok(q)

@@ -17,7 +17,10 @@ pub fn asset(path: &str, headers: &HeaderMap) -> Option<Response> {
     // File names carry no hash, so browsers must revalidate; the ETag makes that a cheap 304.
     let cache = HeaderValue::from_static("no-cache");
     if headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return Some((StatusCode::NOT_MODIFIED, [(ETAG, HeaderValue::from_str(&etag).unwrap()), (CACHE_CONTROL, cache)]).into_response());
+        return Some(
+            (StatusCode::NOT_MODIFIED, [(ETAG, HeaderValue::from_str(&etag).unwrap()), (CACHE_CONTROL, cache)])
+                .into_response(),
+        );
     }
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     Some(

@@ -13,9 +13,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
-use cmdop_inspector::ssr::{member_from_headers, session_cookie, SESSION_COOKIE};
+use cmdop_inspector::ssr::{SESSION_COOKIE, member_from_headers, session_cookie};
 use cmdop_protocol::{LoginRequest, LoginResponse};
-use cmdop_store::{secrets, Member};
+use cmdop_store::{Member, secrets};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 
@@ -63,10 +63,7 @@ impl FromRequestParts<AppState> for CurrentMember {
 }
 
 fn client_addr(parts_ext: &axum::http::Extensions) -> String {
-    parts_ext
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
+    parts_ext.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip().to_string()).unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Checks email and password; the expensive hash runs off the async threads.
@@ -94,7 +91,10 @@ async fn authenticate(state: &AppState, addr: &str, email: &str, password: &str)
 }
 
 /// Starts a login session for `member`; returns the `Set-Cookie` value and when it expires.
-async fn start_login(state: &AppState, member: &Member) -> Result<(HeaderValue, chrono::DateTime<chrono::Utc>), ApiError> {
+async fn start_login(
+    state: &AppState,
+    member: &Member,
+) -> Result<(HeaderValue, chrono::DateTime<chrono::Utc>), ApiError> {
     let (token, digest) = secrets::new_token("cmdopls");
     let expires_at = state.store.clock().now() + state.login_ttl;
     state.store.create_login_session(member.id, &digest, expires_at).await?;
@@ -129,7 +129,9 @@ pub async fn api_login(
     parts: axum::http::Extensions,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::bad_request("body", format!("expected {{\"email\", \"password\"}}: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| {
+        ApiError::bad_request("body", format!("expected {{\"email\", \"password\"}}: {}", e.body_text()))
+    })?;
     let member = authenticate(&state, &client_addr(&parts), &req.email, &req.password).await?;
     let (cookie, expires_at) = start_login(&state, &member).await?;
     Ok(([(SET_COOKIE, cookie)], Json(LoginResponse { member: member.info(), expires_at })).into_response())
@@ -161,7 +163,11 @@ fn encode(s: &str) -> String {
 }
 
 /// `POST /auth/login`: the sign-in page's plain HTML form. Redirects to `next` or back to the form with a reason.
-pub async fn form_login(State(state): State<AppState>, parts: axum::http::Extensions, Form(form): Form<LoginForm>) -> Response {
+pub async fn form_login(
+    State(state): State<AppState>,
+    parts: axum::http::Extensions,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let next = form.next.filter(|n| cmdop_inspector::pages::is_local_path(n)).unwrap_or_else(|| "/sessions".into());
     let back = |code: &str| {
         see_other(&format!("/login?error={code}&email={}&next={}", encode(form.email.trim()), encode(&next)))

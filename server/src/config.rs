@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cmdop-inspector", version, about = "The cmdop sessions inspector: a read-only web window into terminal sessions")]
+#[command(
+    name = "cmdop-inspector",
+    version,
+    about = "The cmdop sessions inspector: a read-only web window into terminal sessions"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub store: StoreArgs,

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use cmdop_protocol::{ClientKind, EndReason};
 use cmdop_store::{
-    secrets, NewClient, NewMember, NewSession, OutputChunk, Role, SessionEnd, Store, StoreError, StoreResult,
+    NewClient, NewMember, NewSession, OutputChunk, Role, SessionEnd, Store, StoreError, StoreResult, secrets,
 };
-use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
 pub const DEMO_FLEET: &str = "demo";
 pub const DEMO_EMAIL: &str = "demo@cmdop.local";
@@ -31,12 +31,7 @@ struct Script {
 }
 
 const SCRIPTS: &[Script] = &[
-    Script {
-        machine: "web-1",
-        by_bot: false,
-        command: "ls -la --color=always /",
-        script: "ls -la --color=always /",
-    },
+    Script { machine: "web-1", by_bot: false, command: "ls -la --color=always /", script: "ls -la --color=always /" },
     Script {
         machine: "db-1",
         by_bot: false,
@@ -134,13 +129,22 @@ pub async fn seed(store: &dyn Store) -> StoreResult<DemoLogins> {
                 started_at: None,
             })
             .await?;
-        store.attach_client(session, NewClient { kind, name: format!("cmdop on {}", machine.name), member_id: Some(member.id) }).await?;
+        store
+            .attach_client(
+                session,
+                NewClient { kind, name: format!("cmdop on {}", machine.name), member_id: Some(member.id) },
+            )
+            .await?;
         let script = s.script.to_string();
         let run = tokio::task::spawn_blocking(move || run_in_pty(&script)).await.expect("pty thread");
-        let (chunks, exit_code) = run.map_err(|e| StoreError::invalid("demo", format!("running a demo program: {e}")))?;
+        let (chunks, exit_code) =
+            run.map_err(|e| StoreError::invalid("demo", format!("running a demo program: {e}")))?;
         store.append_output(session, &chunks).await?;
         store
-            .end_session(session, SessionEnd { exit_code: Some(exit_code), exit_signal: None, reason: EndReason::Exited, ended_at: None })
+            .end_session(
+                session,
+                SessionEnd { exit_code: Some(exit_code), exit_signal: None, reason: EndReason::Exited, ended_at: None },
+            )
             .await?;
     }
     Ok(DemoLogins { seeded_now: true })
@@ -164,7 +168,11 @@ pub fn run_in_pty(script: &str) -> anyhow::Result<(Vec<OutputChunk>, i32)> {
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                chunks.push(OutputChunk { offset, t_ms: started.elapsed().as_millis() as u64, bytes: buf[..n].to_vec() });
+                chunks.push(OutputChunk {
+                    offset,
+                    t_ms: started.elapsed().as_millis() as u64,
+                    bytes: buf[..n].to_vec(),
+                });
                 offset += n as u64;
             }
             // Linux reports EIO on the master once the child side is closed: that is the end of output.

@@ -1,8 +1,8 @@
 //! HTTP errors of the API: `{"error": "..."}` with one status per kind of failure.
 
+use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use cmdop_protocol::ErrorBody;
 use cmdop_store::StoreError;
 

@@ -12,17 +12,17 @@ pub mod state;
 
 use std::net::SocketAddr;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::header::{HeaderName, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use cmdop_inspector::ssr::{member_from_headers, InspectorContext};
-use cmdop_inspector::{shell, App};
+use cmdop_inspector::ssr::{InspectorContext, member_from_headers};
+use cmdop_inspector::{App, shell};
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -87,16 +87,17 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     }
     let ctx = InspectorContext { store: state.store.clone() };
     let options = state.leptos_options.clone();
-    let render =
-        leptos_axum::render_app_to_stream_with_context(move || provide_context(ctx.clone()), move || shell(options.clone()));
+    let render = leptos_axum::render_app_to_stream_with_context(
+        move || provide_context(ctx.clone()),
+        move || shell(options.clone()),
+    );
     render(req).await
 }
 
 /// Serves the inspector on `listen` until Ctrl-C or SIGTERM.
 pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

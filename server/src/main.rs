@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use cmdop_inspector_server::config::{Cli, Command};
-use cmdop_inspector_server::{admin, demo, serve, AppState};
+use cmdop_inspector_server::{AppState, admin, demo, serve};
 use cmdop_store::SystemClock;
 use tracing_subscriber::EnvFilter;
 

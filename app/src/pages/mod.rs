@@ -2,6 +2,6 @@ mod login;
 mod not_found;
 mod sessions;
 
-pub use login::{is_local_path, LoginPage};
+pub use login::{LoginPage, is_local_path};
 pub use not_found::NotFound;
 pub use sessions::SessionsPage;

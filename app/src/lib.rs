@@ -13,7 +13,7 @@ pub mod ssr;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 /// Name of the compiled site bundle: `/pkg/cmdop-inspector.{js,css}` and `/pkg/cmdop-inspector_bg.wasm`.
 pub const OUTPUT_NAME: &str = "cmdop-inspector";
@@ -48,7 +48,8 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=pages::NotFound>
                 <Route path=path!("/login") view=pages::LoginPage />
-                <Route path=path!("/sessions") view=pages::SessionsPage />
+                // Async: the whole page, data included, arrives as plain HTML: readable before hydration and without JS.
+                <Route path=path!("/sessions") view=pages::SessionsPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

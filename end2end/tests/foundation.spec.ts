@@ -96,3 +96,13 @@ test('unknown pages answer 404 with a page that says so', async ({ page }) => {
   expect(res?.status()).toBe(404);
   await expect(page.getByRole('heading', { name: 'Not found' })).toBeVisible();
 });
+
+test.describe('without JavaScript', () => {
+  test.use({ javaScriptEnabled: false });
+
+  test('signing in and reading the sessions list work as plain HTML', async ({ page }) => {
+    await signIn(page, OWNER);
+    await expect(page.locator('table.sessions tbody tr')).toHaveCount(4);
+    await expect(page.locator('body')).not.toHaveAttribute('data-hydrated', 'true');
+  });
+});

@@ -81,33 +81,10 @@ pub async fn seed(store: &dyn Store) -> StoreResult<DemoLogins> {
         Err(e) => return Err(e),
     }
     let fleet = store.create_fleet(DEMO_FLEET).await?;
-    let owner = store
-        .create_member(NewMember {
-            email: DEMO_EMAIL.into(),
-            display_name: "Dana Demo".into(),
-            password_hash: Some(secrets::hash_password(DEMO_PASSWORD)),
-            is_bot: false,
-        })
-        .await?;
-    store.add_fleet_member(fleet.id, owner.id, Role::Owner).await?;
-    let viewer = store
-        .create_member(NewMember {
-            email: VIEWER_EMAIL.into(),
-            display_name: "Victor Viewer".into(),
-            password_hash: Some(secrets::hash_password(VIEWER_PASSWORD)),
-            is_bot: false,
-        })
-        .await?;
-    store.add_fleet_member(fleet.id, viewer.id, Role::Member).await?;
-    let bot = store
-        .create_member(NewMember {
-            email: BOT_EMAIL.into(),
-            display_name: "CI bot".into(),
-            password_hash: None,
-            is_bot: true,
-        })
-        .await?;
-    store.add_fleet_member(fleet.id, bot.id, Role::Member).await?;
+    let owner = add_member(store, fleet.id, DEMO_EMAIL, "Dana Demo", Some(DEMO_PASSWORD), Role::Owner).await?;
+    let viewer =
+        add_member(store, fleet.id, VIEWER_EMAIL, "Victor Viewer", Some(VIEWER_PASSWORD), Role::Member).await?;
+    let bot = add_member(store, fleet.id, BOT_EMAIL, "CI bot", None, Role::Member).await?;
 
     let web = store.create_machine(fleet.id, "web-1").await?;
     let db = store.create_machine(fleet.id, "db-1").await?;
@@ -148,6 +125,27 @@ pub async fn seed(store: &dyn Store) -> StoreResult<DemoLogins> {
             .await?;
     }
     Ok(DemoLogins { seeded_now: true })
+}
+
+/// A member of the demo fleet; without a password it is a bot (bots use API tokens).
+async fn add_member(
+    store: &dyn Store,
+    fleet_id: uuid::Uuid,
+    email: &str,
+    name: &str,
+    password: Option<&str>,
+    role: Role,
+) -> StoreResult<cmdop_store::Member> {
+    let member = store
+        .create_member(NewMember {
+            email: email.into(),
+            display_name: name.into(),
+            password_hash: password.map(secrets::hash_password),
+            is_bot: password.is_none(),
+        })
+        .await?;
+    store.add_fleet_member(fleet_id, member.id, role).await?;
+    Ok(member)
 }
 
 /// Runs `bash -c script` in a fresh PTY and returns its output as timed chunks, and its exit code.

@@ -187,8 +187,9 @@ mod tests {
 
     #[test]
     fn pty_captures_bytes_and_exit_code() {
-        let (chunks, code) = run_in_pty("printf 'a\\033[31mred\\033[0m\\r\\n'; exit 7").unwrap();
+        let (chunks, code) = run_in_pty("printf 'a\\033[31mred\\033[0m\\n'; exit 7").unwrap();
         let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.bytes.clone()).collect();
+        // Exactly what a terminal receives: the PTY's line discipline turns "\n" into "\r\n" (ONLCR).
         assert_eq!(bytes, b"a\x1b[31mred\x1b[0m\r\n");
         assert_eq!(code, 7);
         let mut expected_offset = 0;

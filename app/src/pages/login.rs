@@ -29,9 +29,9 @@ pub fn LoginPage() -> impl IntoView {
                 </div>
                 <p class="muted">"Sign in with your cabinet account to see the terminal sessions of your fleets."</p>
                 {move || error().map(|e| view! { <p class="alert" role="alert">{e}</p> })}
-                <input type="hidden" name="next" prop:value=next />
+                <input type="hidden" name="next" value=next />
                 <label for="email">"Email"</label>
-                <input id="email" name="email" type="email" autocomplete="username" required prop:value=email />
+                <input id="email" name="email" type="email" autocomplete="username" required value=email />
                 <label for="password">"Password"</label>
                 <input id="password" name="password" type="password" autocomplete="current-password" required />
                 <button type="submit" class="primary">"Sign in"</button>
@@ -44,9 +44,10 @@ pub fn LoginPage() -> impl IntoView {
     }
 }
 
-/// Only same-site paths may be redirect targets (no `//evil.example`).
+/// Only same-site paths may be redirect targets (no `//evil.example`). Control characters are refused outright:
+/// browsers drop tabs and newlines from URLs, which would turn `/\t/evil.example` into `//evil.example`.
 pub fn is_local_path(p: &str) -> bool {
-    p.starts_with('/') && !p.starts_with("//") && !p.contains('\\')
+    p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && !p.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -57,5 +58,7 @@ mod tests {
         assert!(!super::is_local_path("//evil.example/"));
         assert!(!super::is_local_path("https://evil.example/"));
         assert!(!super::is_local_path("/\\evil.example"));
+        assert!(!super::is_local_path("/\t/evil.example"));
+        assert!(!super::is_local_path("/\r\n/evil.example"));
     }
 }

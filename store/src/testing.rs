@@ -6,6 +6,22 @@ use std::sync::Arc;
 
 use crate::{ManualClock, PostgresStore, SqliteStore, Store};
 
+/// Expands each listed `async fn(TestStore)` into one `#[tokio::test]` per backend, in modules `sqlite` and
+/// `postgres`: the way every store-backed test runs against both.
+#[macro_export]
+macro_rules! for_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::testing::TestStore::sqlite().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name($crate::testing::TestStore::postgres().await).await } )*
+        }
+    };
+}
+
 pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub struct TestStore {

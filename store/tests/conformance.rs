@@ -11,21 +11,7 @@ use cmdop_store::testing::TestStore;
 use cmdop_store::*;
 use uuid::Uuid;
 
-/// Expands each listed `async fn(TestStore)` into one `#[tokio::test]` per backend.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(cmdop_store::testing::TestStore::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(cmdop_store::testing::TestStore::postgres().await).await } )*
-        }
-    };
-}
-
-conformance!(
+cmdop_store::for_each_backend!(
     smoke_session_round_trip,
     // fleets
     fleet_create_and_lookup,

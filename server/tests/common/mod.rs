@@ -16,20 +16,7 @@ use cmdop_store::{Clock, Member, NewMember, secrets};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-/// Expands each listed `async fn(TestStore)` into one `#[tokio::test]` per backend.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(cmdop_store::testing::TestStore::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::$name(cmdop_store::testing::TestStore::postgres().await).await } )*
-        }
-    };
-}
-pub(crate) use both_backends;
+pub(crate) use cmdop_store::for_each_backend as both_backends;
 
 /// How long one request may take, head and body each, before the test fails.
 pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -104,12 +104,16 @@ pub struct ClientInfo {
 pub enum GapReason {
     /// The recorder's local buffer overflowed while the server was unreachable.
     RecorderOffline,
+    /// The session's ring buffer dropped its oldest output (only in live events and exports: stored sessions
+    /// report it as `truncated_bytes`).
+    Truncated,
 }
 
 impl GapReason {
     pub fn as_str(self) -> &'static str {
         match self {
             GapReason::RecorderOffline => "recorder_offline",
+            GapReason::Truncated => "truncated",
         }
     }
 }
@@ -167,6 +171,56 @@ pub struct Session {
     pub clients: Vec<ClientInfo>,
     pub chat_thread: Option<ChatThreadRef>,
     pub transcript: TranscriptInfo,
+}
+
+/// `POST /api/v1/sessions/{id}/clients`: a desktop app, CLI or bot attaches itself to a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachClientRequest {
+    /// `desktop`, `cli` or `bot` (`browser` clients are the live viewers themselves).
+    pub kind: ClientKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachClientResponse {
+    /// Pass to `DELETE /api/v1/sessions/{id}/clients/{client_id}` to detach.
+    pub client_id: Uuid,
+}
+
+/// `POST /api/v1/chat/threads`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateChatThreadRequest {
+    /// Fleet name; may be left out by members of a single fleet.
+    #[serde(default)]
+    pub fleet: Option<String>,
+    pub title: String,
+}
+
+/// `POST /api/v1/chat/threads/{id}/messages`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostChatMessageRequest {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: Uuid,
+    pub author: String,
+    pub author_name: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A chat thread with its messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatThread {
+    pub id: Uuid,
+    pub fleet: String,
+    pub fleet_id: Uuid,
+    pub title: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub messages: Vec<ChatMessage>,
 }
 
 /// One page of `GET /api/v1/sessions`.

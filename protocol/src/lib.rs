@@ -4,6 +4,8 @@
 //! here is a change of the API: add fields, never rename or remove them within a version.
 
 pub mod api;
+pub mod ingest;
+pub mod live;
 
 pub use api::*;
 

@@ -33,6 +33,7 @@ impl ApiError {
             ApiError::Store(e) => match e {
                 StoreError::NotFound(_) => StatusCode::NOT_FOUND,
                 StoreError::AlreadyExists(_) | StoreError::Conflict(_) => StatusCode::CONFLICT,
+                StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
                 StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 StoreError::Database(_) | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },

@@ -6,6 +6,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// The caller is known but may not do this (e.g. record on a machine they are not granted).
+    #[error("{0}")]
+    Forbidden(String),
     /// Bad input: which field, and what was wrong with it.
     #[error("{field}: {message}")]
     Invalid { field: &'static str, message: String },

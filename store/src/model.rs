@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use cmdop_protocol::{ClientKind, GapReason, SessionState};
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -183,6 +184,64 @@ pub struct OutputChunk {
     pub bytes: Vec<u8>,
 }
 
+/// One write to a session's transcript, in offset order. A batch of them is appended in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptWrite {
+    Output(OutputChunk),
+    /// The recorder dropped `bytes_lost` bytes at `at_offset` (its local buffer overflowed while offline).
+    Gap { at_offset: u64, bytes_lost: u64 },
+    /// The terminal was resized when the transcript was `offset` bytes long.
+    Resize { offset: u64, t_ms: u64, cols: u16, rows: u16 },
+}
+
+impl TranscriptWrite {
+    /// Payload bytes, for sizing write batches.
+    pub fn len(&self) -> usize {
+        match self {
+            TranscriptWrite::Output(c) => c.bytes.len(),
+            _ => 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A session's transcript after an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Offset after the last byte stored (or declared lost): what the recorder gets acknowledged.
+    pub total_bytes: u64,
+    /// Offset of the oldest retained byte.
+    pub retained_from: u64,
+    /// Bytes the ring buffer has dropped so far.
+    pub truncated_bytes: u64,
+}
+
+/// What the ingest path needs to know about a session it writes, regardless of viewers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingState {
+    pub session_id: Uuid,
+    pub fleet_id: Uuid,
+    pub machine_id: Uuid,
+    pub started_by: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub state: SessionState,
+    pub end_reason: Option<cmdop_protocol::EndReason>,
+    pub exit_code: Option<i32>,
+    pub exit_signal: Option<i32>,
+    pub total_bytes: u64,
+}
+
+/// A resize in the stored transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResizeAt {
+    pub offset: u64,
+    pub cols: u16,
+    pub rows: u16,
+}
+
 /// A stretch of transcript the recorder had to drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
@@ -258,7 +317,90 @@ pub struct TranscriptSlice {
     pub bytes: Vec<u8>,
     /// The session's total length at the time of the read.
     pub total_bytes: u64,
+    /// Bytes the ring buffer has dropped (they were before the oldest retained byte).
+    pub truncated_bytes: u64,
+    /// All of the session's declared gaps, in offset order.
     pub gaps: Vec<Gap>,
+    /// Resizes at or after the requested offset, in offset order.
+    pub resizes: Vec<ResizeAt>,
+    /// True when the read stopped at its byte limit before the end of the retained transcript.
+    pub more: bool,
+}
+
+/// A piece of a transcript in offset order: what a viewer or an export walks through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TranscriptPiece<'a> {
+    Bytes { offset: u64, bytes: &'a [u8] },
+    Gap { at_offset: u64, bytes_lost: u64, reason: GapReason },
+    Resize(ResizeAt),
+}
+
+impl TranscriptSlice {
+    /// The slice as it happened, from `from` on: first what is missing before the retained bytes (dropped by the
+    /// ring buffer, or lost while the recorder was offline, each with its exact count), then the bytes with
+    /// declared gaps and resizes where they occurred.
+    pub fn pieces(&self, from: u64) -> Vec<TranscriptPiece<'_>> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        let mut gaps = self.gaps.iter().filter(|g| g.at_offset + g.bytes_lost > from).peekable();
+        // Before the retained bytes: declared gaps stay what they are; the rest was truncated.
+        while offset < self.start_offset {
+            match gaps.peek() {
+                Some(g) if g.at_offset < self.start_offset => {
+                    if g.at_offset > offset {
+                        out.push(TranscriptPiece::Gap {
+                            at_offset: offset,
+                            bytes_lost: g.at_offset - offset,
+                            reason: GapReason::Truncated,
+                        });
+                    }
+                    let start = g.at_offset.max(offset);
+                    out.push(TranscriptPiece::Gap {
+                        at_offset: start,
+                        bytes_lost: g.at_offset + g.bytes_lost - start,
+                        reason: g.reason,
+                    });
+                    offset = g.at_offset + g.bytes_lost;
+                    gaps.next();
+                }
+                _ => {
+                    out.push(TranscriptPiece::Gap {
+                        at_offset: offset,
+                        bytes_lost: self.start_offset - offset,
+                        reason: GapReason::Truncated,
+                    });
+                    offset = self.start_offset;
+                }
+            }
+        }
+        let first = offset;
+        let mut resizes = self.resizes.iter().filter(move |r| r.offset >= first).peekable();
+        let mut rest: &[u8] = &self.bytes;
+        loop {
+            while let Some(r) = resizes.next_if(|r| r.offset <= offset) {
+                out.push(TranscriptPiece::Resize(*r));
+            }
+            if let Some(g) = gaps.next_if(|g| g.at_offset <= offset) {
+                out.push(TranscriptPiece::Gap { at_offset: offset, bytes_lost: g.at_offset + g.bytes_lost - offset, reason: g.reason });
+                offset = g.at_offset + g.bytes_lost;
+                continue;
+            }
+            if rest.is_empty() {
+                break;
+            }
+            // Bytes run until the next gap or resize.
+            let next_event = [gaps.peek().map(|g| g.at_offset), resizes.peek().map(|r| r.offset)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(u64::MAX);
+            let n = (next_event - offset).min(rest.len() as u64) as usize;
+            out.push(TranscriptPiece::Bytes { offset, bytes: &rest[..n] });
+            rest = &rest[n..];
+            offset += n as u64;
+        }
+        out
+    }
 }
 
 #[cfg(test)]

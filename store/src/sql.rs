@@ -75,7 +75,7 @@ macro_rules! impl_sql_store {
 
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
-        use cmdop_protocol::{ChatThreadRef, ClientInfo, GapInfo, Session, SessionList, TranscriptInfo};
+        use cmdop_protocol::{ChatMessage, ChatThread, ChatThreadRef, ClientInfo, GapInfo, Session, SessionList, TranscriptInfo};
         use sqlx::{QueryBuilder, Row};
         use uuid::Uuid;
 
@@ -180,6 +180,198 @@ macro_rules! impl_sql_store {
                     qb.push_bind(*session_id);
                 }
             }
+        }
+
+        /// One session's share of a group commit. See [`Store::append_batch`].
+        async fn append_in_tx(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            session_id: Uuid,
+            writes: &[TranscriptWrite],
+            now: DateTime<Utc>,
+        ) -> StoreResult<AppendOutcome> {
+            // The UPDATE takes the session's row lock first (PostgreSQL), so concurrent appends serialize.
+            let row = sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 RETURNING total_bytes, retained_bytes, \
+                 truncated_bytes, lost_bytes, (SELECT transcript_limit_bytes FROM fleets f WHERE f.id = sessions.fleet_id) AS limit_bytes",
+            )
+            .bind(Ts(now))
+            .bind(session_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound("session".into()))?;
+            let mut total = u64_col(&row, "total_bytes")?;
+            let mut retained = u64_col(&row, "retained_bytes")?;
+            let mut truncated = u64_col(&row, "truncated_bytes")?;
+            let mut lost = u64_col(&row, "lost_bytes")?;
+            let limit = u64_col(&row, "limit_bytes")?;
+
+            for write in writes {
+                match write {
+                    TranscriptWrite::Output(chunk) => {
+                        if chunk.bytes.is_empty() {
+                            continue;
+                        }
+                        if chunk.offset > total {
+                            return Err(StoreError::Conflict(format!(
+                                "output at offset {} leaves a hole after offset {total} that was not declared as a gap",
+                                chunk.offset
+                            )));
+                        }
+                        // What overlaps stored bytes is a resend: it must agree with them, whatever its chunking.
+                        // Bytes the ring buffer already dropped cannot be compared and are skipped.
+                        let overlap = (total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
+                        if overlap > 0 {
+                            let stored = sqlx::query(
+                                "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
+                                 AND byte_offset < $2 AND byte_offset + LENGTH(bytes) > $3 ORDER BY byte_offset",
+                            )
+                            .bind(session_id)
+                            .bind((chunk.offset + overlap as u64) as i64)
+                            .bind(chunk.offset as i64)
+                            .fetch_all(&mut **tx)
+                            .await?;
+                            for r in stored {
+                                let at = u64_col(&r, "byte_offset")?;
+                                let bytes: Vec<u8> = r.try_get("bytes")?;
+                                let lo = at.max(chunk.offset);
+                                let hi = (at + bytes.len() as u64).min(chunk.offset + overlap as u64);
+                                let mine = &chunk.bytes[(lo - chunk.offset) as usize..(hi - chunk.offset) as usize];
+                                if mine != &bytes[(lo - at) as usize..(hi - at) as usize] {
+                                    return Err(StoreError::Conflict(format!(
+                                        "bytes at offset {lo} differ from the stored ones"
+                                    )));
+                                }
+                            }
+                        }
+                        let fresh = &chunk.bytes[overlap..];
+                        if !fresh.is_empty() {
+                            sqlx::query(
+                                "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(session_id)
+                            .bind(total as i64)
+                            .bind(chunk.t_ms as i64)
+                            .bind(fresh)
+                            .execute(&mut **tx)
+                            .await?;
+                            total += fresh.len() as u64;
+                            retained += fresh.len() as u64;
+                        }
+                    }
+                    TranscriptWrite::Gap { at_offset, bytes_lost } => {
+                        if *bytes_lost == 0 {
+                            return Err(StoreError::invalid("bytes_lost", "a gap must lose at least one byte"));
+                        }
+                        if *at_offset == total {
+                            sqlx::query(
+                                "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) \
+                                 VALUES ($1, $2, $3, 'recorder_offline')",
+                            )
+                            .bind(session_id)
+                            .bind(*at_offset as i64)
+                            .bind(*bytes_lost as i64)
+                            .execute(&mut **tx)
+                            .await?;
+                            total += bytes_lost;
+                            lost += bytes_lost;
+                            continue;
+                        }
+                        // Anything else must be the resend of a gap already stored.
+                        let stored: Option<i64> = sqlx::query_scalar(
+                            "SELECT bytes_lost FROM transcript_gaps WHERE session_id = $1 AND at_offset = $2",
+                        )
+                        .bind(session_id)
+                        .bind(*at_offset as i64)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                        if stored != Some(*bytes_lost as i64) {
+                            return Err(StoreError::Conflict(format!(
+                                "a gap at offset {at_offset} does not continue the transcript (stored up to {total})"
+                            )));
+                        }
+                    }
+                    TranscriptWrite::Resize { offset, t_ms, cols, rows } => {
+                        if *cols == 0 || *rows == 0 {
+                            return Err(StoreError::invalid("size", "cols and rows must be at least 1"));
+                        }
+                        if *offset > total {
+                            return Err(StoreError::Conflict(format!(
+                                "a resize at offset {offset} is past the end of the transcript ({total})"
+                            )));
+                        }
+                        sqlx::query(
+                            "INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(session_id)
+                        .bind(*offset as i64)
+                        .bind(*t_ms as i64)
+                        .bind(i32::from(*cols))
+                        .bind(i32::from(*rows))
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+            }
+
+            // The ring buffer: past the fleet's limit the oldest chunks go, whole.
+            if retained > limit {
+                let mut excess = retained - limit;
+                let mut cut_below: Option<u64> = None;
+                while excess > 0 {
+                    let rows = sqlx::query(
+                        "SELECT byte_offset, LENGTH(bytes) AS len FROM transcript_chunks WHERE session_id = $1 \
+                         AND byte_offset >= $2 ORDER BY byte_offset LIMIT 512",
+                    )
+                    .bind(session_id)
+                    .bind(cut_below.unwrap_or(0) as i64)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for r in &rows {
+                        let at = u64_col(r, "byte_offset")?;
+                        let len = u64_col(r, "len")?;
+                        cut_below = Some(at + len);
+                        retained -= len;
+                        truncated += len;
+                        excess = excess.saturating_sub(len);
+                        if excess == 0 {
+                            break;
+                        }
+                    }
+                }
+                if let Some(cut) = cut_below {
+                    sqlx::query("DELETE FROM transcript_chunks WHERE session_id = $1 AND byte_offset < $2")
+                        .bind(session_id)
+                        .bind(cut as i64)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+
+            sqlx::query(
+                "UPDATE sessions SET total_bytes = $1, retained_bytes = $2, truncated_bytes = $3, lost_bytes = $4 \
+                 WHERE id = $5",
+            )
+            .bind(total as i64)
+            .bind(retained as i64)
+            .bind(truncated as i64)
+            .bind(lost as i64)
+            .bind(session_id)
+            .execute(&mut **tx)
+            .await?;
+            let retained_from: Option<i64> =
+                sqlx::query_scalar("SELECT MIN(byte_offset) FROM transcript_chunks WHERE session_id = $1")
+                    .bind(session_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            Ok(AppendOutcome {
+                total_bytes: total,
+                retained_from: retained_from.map(|v| v as u64).unwrap_or(total),
+                truncated_bytes: truncated,
+            })
         }
 
         impl $store {
@@ -546,73 +738,17 @@ macro_rules! impl_sql_store {
                 Ok(id)
             }
 
-            async fn append_output(&self, session_id: Uuid, chunks: &[OutputChunk]) -> StoreResult<u64> {
+            async fn append_batch(
+                &self,
+                batch: &[(Uuid, Vec<TranscriptWrite>)],
+            ) -> StoreResult<Vec<AppendOutcome>> {
                 let mut tx = self.begin_write().await?;
-                let total: Option<i64> = sqlx::query_scalar("SELECT total_bytes FROM sessions WHERE id = $1")
-                    .bind(session_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let mut total = total.ok_or_else(|| StoreError::NotFound("session".into()))? as u64;
-                let mut added: i64 = 0;
-                for chunk in chunks.iter().filter(|c| !c.bytes.is_empty()) {
-                    if chunk.offset > total {
-                        return Err(StoreError::Conflict(format!(
-                            "output at offset {} leaves a hole after offset {total} that was not declared as a gap",
-                            chunk.offset
-                        )));
-                    }
-                    // What overlaps stored bytes is a resend: it must agree with them, whatever its chunking.
-                    let overlap = (total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
-                    if overlap > 0 {
-                        let stored = sqlx::query(
-                            "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
-                             AND byte_offset < $2 AND byte_offset + LENGTH(bytes) > $3 ORDER BY byte_offset",
-                        )
-                        .bind(session_id)
-                        .bind((chunk.offset + overlap as u64) as i64)
-                        .bind(chunk.offset as i64)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        for r in stored {
-                            let at = u64_col(&r, "byte_offset")?;
-                            let bytes: Vec<u8> = r.try_get("bytes")?;
-                            let lo = at.max(chunk.offset);
-                            let hi = (at + bytes.len() as u64).min(chunk.offset + overlap as u64);
-                            let mine = &chunk.bytes[(lo - chunk.offset) as usize..(hi - chunk.offset) as usize];
-                            if mine != &bytes[(lo - at) as usize..(hi - at) as usize] {
-                                return Err(StoreError::Conflict(format!(
-                                    "bytes at offset {lo} differ from the stored ones"
-                                )));
-                            }
-                        }
-                    }
-                    let fresh = &chunk.bytes[overlap..];
-                    if !fresh.is_empty() {
-                        sqlx::query(
-                            "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(session_id)
-                        .bind(total as i64)
-                        .bind(chunk.t_ms as i64)
-                        .bind(fresh)
-                        .execute(&mut *tx)
-                        .await?;
-                        total += fresh.len() as u64;
-                        added += fresh.len() as i64;
-                    }
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for (session_id, writes) in batch {
+                    outcomes.push(append_in_tx(&mut tx, *session_id, writes, self.clock.now()).await?);
                 }
-                sqlx::query(
-                    "UPDATE sessions SET total_bytes = $1, retained_bytes = retained_bytes + $2, last_seen_at = $3 \
-                     WHERE id = $4",
-                )
-                .bind(total as i64)
-                .bind(added)
-                .bind(Ts(self.clock.now()))
-                .bind(session_id)
-                .execute(&mut *tx)
-                .await?;
                 tx.commit().await?;
-                Ok(total)
+                Ok(outcomes)
             }
 
             async fn end_session(&self, session_id: Uuid, end: SessionEnd) -> StoreResult<()> {
@@ -668,19 +804,230 @@ macro_rules! impl_sql_store {
                 Ok(id)
             }
 
-            async fn detach_client(&self, session_id: Uuid, client_id: Uuid) -> StoreResult<()> {
+            async fn detach_client(&self, session_id: Uuid, client_id: Uuid, by: Option<Uuid>) -> StoreResult<()> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE session_clients SET detached_at = ");
+                qb.push_bind(Ts(self.clock.now()));
+                qb.push(" WHERE id = ").push_bind(client_id);
+                qb.push(" AND session_id = ").push_bind(session_id);
+                qb.push(" AND detached_at IS NULL");
+                if let Some(member) = by {
+                    qb.push(" AND member_id = ").push_bind(member);
+                }
+                if qb.build().execute(&self.pool).await?.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("attached client".into()));
+                }
+                Ok(())
+            }
+
+            async fn reopen_lost_session(&self, session_id: Uuid) -> StoreResult<()> {
                 let done = sqlx::query(
-                    "UPDATE session_clients SET detached_at = $1 WHERE id = $2 AND session_id = $3 AND detached_at IS NULL",
+                    "UPDATE sessions SET state = 'active', ended_at = NULL, end_reason = NULL, last_seen_at = $1 \
+                     WHERE id = $2 AND state = 'ended' AND end_reason = 'recorder_lost'",
                 )
                 .bind(Ts(self.clock.now()))
-                .bind(client_id)
                 .bind(session_id)
                 .execute(&self.pool)
                 .await?;
                 if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("attached client".into()));
+                    return Err(StoreError::Conflict("only a session whose recorder was lost can be reopened".into()));
                 }
                 Ok(())
+            }
+
+            async fn touch_session(&self, session_id: Uuid) -> StoreResult<()> {
+                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND state = 'active'")
+                    .bind(Ts(self.clock.now()))
+                    .bind(session_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn end_lost_sessions(&self, silent_since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
+                let mut tx = self.begin_write().await?;
+                let lost: Vec<Uuid> = sqlx::query_scalar(
+                    "UPDATE sessions SET state = 'ended', ended_at = last_seen_at, end_reason = 'recorder_lost', \
+                     exit_code = NULL WHERE state = 'active' AND last_seen_at < $1 RETURNING id",
+                )
+                .bind(Ts(crate::clock::truncate_ms(silent_since)))
+                .fetch_all(&mut *tx)
+                .await?;
+                for id in &lost {
+                    sqlx::query(
+                        "UPDATE session_clients SET detached_at = (SELECT ended_at FROM sessions WHERE id = $1) \
+                         WHERE session_id = $1 AND detached_at IS NULL",
+                    )
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(lost)
+            }
+
+            async fn recording_state(&self, session_id: Uuid) -> StoreResult<RecordingState> {
+                let r = sqlx::query(
+                    "SELECT id, fleet_id, machine_id, started_by, started_at, state, end_reason, exit_code, exit_signal, \
+                     total_bytes FROM sessions WHERE id = $1",
+                )
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound("session".into()))?;
+                let end_reason: Option<String> = r.try_get("end_reason")?;
+                Ok(RecordingState {
+                    session_id: r.try_get("id")?,
+                    fleet_id: r.try_get("fleet_id")?,
+                    machine_id: r.try_get("machine_id")?,
+                    started_by: r.try_get("started_by")?,
+                    started_at: r.try_get::<Ts, _>("started_at")?.0,
+                    state: parse_state(&r.try_get::<String, _>("state")?)?,
+                    end_reason: end_reason.as_deref().map(parse_end_reason).transpose()?,
+                    exit_code: r.try_get("exit_code")?,
+                    exit_signal: r.try_get("exit_signal")?,
+                    total_bytes: u64_col(&r, "total_bytes")?,
+                })
+            }
+
+            async fn recordable_machine(
+                &self,
+                member_id: Uuid,
+                machine: &str,
+                fleet: Option<&str>,
+            ) -> StoreResult<Machine> {
+                let name = validate_name("machine", machine)?;
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT m.id, m.fleet_id, m.name, m.created_at, f.name AS fleet_name, \
+                     (fm.role IN ('owner', 'admin') OR EXISTS (SELECT 1 FROM machine_grants g \
+                      WHERE g.machine_id = m.id AND g.member_id = fm.member_id)) AS may_record \
+                     FROM machines m JOIN fleets f ON f.id = m.fleet_id \
+                     JOIN fleet_members fm ON fm.fleet_id = m.fleet_id AND fm.member_id = ",
+                );
+                qb.push_bind(member_id);
+                qb.push(" WHERE m.name = ").push_bind(&name);
+                if let Some(fleet) = fleet {
+                    qb.push(" AND f.name = ").push_bind(fleet.trim().to_string());
+                }
+                qb.push(" ORDER BY f.name");
+                let rows = qb.build().fetch_all(&self.pool).await?;
+                let in_fleet = fleet.map(|f| format!(" in fleet {f:?}")).unwrap_or_default();
+                match rows.as_slice() {
+                    [] => Err(StoreError::NotFound(format!("machine {name:?}{in_fleet} among your fleets"))),
+                    [r] => {
+                        if !r.try_get::<bool, _>("may_record")? {
+                            return Err(StoreError::Forbidden(format!(
+                                "you may not record on machine {name:?}: ask a fleet owner or admin to grant it to you"
+                            )));
+                        }
+                        machine_from_row(r)
+                    }
+                    several => {
+                        let fleets: Vec<String> =
+                            several.iter().map(|r| r.try_get::<String, _>("fleet_name")).collect::<Result<_, _>>()?;
+                        Err(StoreError::invalid(
+                            "fleet",
+                            format!("machine {name:?} exists in fleets {}; say which fleet", fleets.join(", ")),
+                        ))
+                    }
+                }
+            }
+
+            async fn create_chat_thread(&self, member_id: Uuid, fleet_id: Uuid, title: &str) -> StoreResult<ChatThread> {
+                let title = title.trim();
+                if title.is_empty() || title.chars().count() > 200 {
+                    return Err(StoreError::invalid("title", "must be 1 to 200 characters"));
+                }
+                let is_member: Option<String> =
+                    sqlx::query_scalar("SELECT role FROM fleet_members WHERE fleet_id = $1 AND member_id = $2")
+                        .bind(fleet_id)
+                        .bind(member_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                if is_member.is_none() {
+                    return Err(StoreError::NotFound("fleet".into()));
+                }
+                let id = new_id();
+                sqlx::query("INSERT INTO chat_threads (id, fleet_id, title, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(id)
+                    .bind(fleet_id)
+                    .bind(title)
+                    .bind(member_id)
+                    .bind(Ts(self.clock.now()))
+                    .execute(&self.pool)
+                    .await?;
+                self.chat_thread(&Viewer::Member(member_id), id).await
+            }
+
+            async fn post_chat_message(&self, member_id: Uuid, thread_id: Uuid, body: &str) -> StoreResult<ChatMessage> {
+                if body.trim().is_empty() {
+                    return Err(StoreError::invalid("body", "must not be empty"));
+                }
+                if body.len() > 64 * 1024 {
+                    return Err(StoreError::invalid("body", "must be at most 64 KiB"));
+                }
+                // Only members of the thread's fleet may post; others see no thread at all.
+                self.chat_thread(&Viewer::Member(member_id), thread_id).await?;
+                let id = new_id();
+                let now = self.clock.now();
+                sqlx::query("INSERT INTO chat_messages (id, thread_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(id)
+                    .bind(thread_id)
+                    .bind(member_id)
+                    .bind(body)
+                    .bind(Ts(now))
+                    .execute(&self.pool)
+                    .await?;
+                let author = self.member_by_id(member_id).await?;
+                Ok(ChatMessage { id, author: author.email, author_name: author.display_name, body: body.to_string(), created_at: now })
+            }
+
+            async fn chat_thread(&self, viewer: &Viewer, thread_id: Uuid) -> StoreResult<ChatThread> {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT t.id, t.fleet_id, f.name AS fleet_name, t.title, u.email AS creator, t.created_at \
+                     FROM chat_threads t JOIN fleets f ON f.id = t.fleet_id JOIN members u ON u.id = t.created_by \
+                     WHERE t.id = ",
+                );
+                qb.push_bind(thread_id);
+                match viewer {
+                    Viewer::Member(member_id) => {
+                        qb.push(" AND EXISTS (SELECT 1 FROM fleet_members fm WHERE fm.fleet_id = t.fleet_id AND fm.member_id = ");
+                        qb.push_bind(*member_id);
+                        qb.push(")");
+                    }
+                    Viewer::Share { session_id } => {
+                        qb.push(" AND EXISTS (SELECT 1 FROM sessions s WHERE s.chat_thread_id = t.id AND s.id = ");
+                        qb.push_bind(*session_id);
+                        qb.push(")");
+                    }
+                }
+                let r = qb.build().fetch_optional(&self.pool).await?.ok_or_else(|| StoreError::NotFound("chat thread".into()))?;
+                let messages = sqlx::query(
+                    "SELECT c.id, u.email, u.display_name, c.body, c.created_at FROM chat_messages c \
+                     JOIN members u ON u.id = c.author_id WHERE c.thread_id = $1 ORDER BY c.created_at, c.id",
+                )
+                .bind(thread_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|m| {
+                    Ok(ChatMessage {
+                        id: m.try_get("id")?,
+                        author: m.try_get("email")?,
+                        author_name: m.try_get("display_name")?,
+                        body: m.try_get("body")?,
+                        created_at: m.try_get::<Ts, _>("created_at")?.0,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+                Ok(ChatThread {
+                    id: r.try_get("id")?,
+                    fleet: r.try_get("fleet_name")?,
+                    fleet_id: r.try_get("fleet_id")?,
+                    title: r.try_get("title")?,
+                    created_by: r.try_get("creator")?,
+                    created_at: r.try_get::<Ts, _>("created_at")?.0,
+                    messages,
+                })
             }
 
             async fn list_sessions(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<SessionList> {
@@ -749,42 +1096,79 @@ macro_rules! impl_sql_store {
                 Ok(sessions.pop().expect("one session"))
             }
 
-            async fn read_transcript(
+            async fn read_transcript_page(
                 &self,
                 viewer: &Viewer,
                 id: Uuid,
                 from_offset: u64,
+                max_bytes: usize,
             ) -> StoreResult<TranscriptSlice> {
                 let session = self.session(viewer, id).await?;
-                let rows = sqlx::query(
-                    "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
-                     AND byte_offset + LENGTH(bytes) > $2 ORDER BY byte_offset",
+                // Chunks are read in pages so that a bounded read does not fetch the whole ring buffer.
+                let mut start_offset = None;
+                let mut bytes = Vec::new();
+                let mut next = from_offset;
+                let mut more = false;
+                'pages: loop {
+                    let rows = sqlx::query(
+                        "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
+                         AND byte_offset + LENGTH(bytes) > $2 ORDER BY byte_offset LIMIT 256",
+                    )
+                    .bind(id)
+                    .bind(next as i64)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    if rows.is_empty() {
+                        break;
+                    }
+                    for r in rows {
+                        if bytes.len() >= max_bytes {
+                            more = true;
+                            break 'pages;
+                        }
+                        let offset = u64_col(&r, "byte_offset")?;
+                        let chunk: Vec<u8> = r.try_get("bytes")?;
+                        // The first chunk may begin before the requested offset: cut it there.
+                        let skip = next.saturating_sub(offset) as usize;
+                        start_offset.get_or_insert(offset + skip as u64);
+                        bytes.extend_from_slice(&chunk[skip.min(chunk.len())..]);
+                        next = offset + chunk.len() as u64;
+                    }
+                }
+                let total = session.transcript.total_bytes;
+                // Nothing retained from there on: the slice starts where the retained part would.
+                let start_offset = start_offset.unwrap_or(from_offset.max(total));
+                let resizes = sqlx::query(
+                    "SELECT at_offset, cols, rows FROM transcript_resizes WHERE session_id = $1 AND at_offset >= $2 \
+                     AND at_offset <= $3 ORDER BY at_offset, t_ms",
                 )
                 .bind(id)
                 .bind(from_offset as i64)
+                .bind((start_offset + bytes.len() as u64) as i64)
                 .fetch_all(&self.pool)
-                .await?;
-                let mut start_offset = None;
-                let mut bytes = Vec::new();
-                for r in rows {
-                    let offset = u64_col(&r, "byte_offset")?;
-                    let chunk: Vec<u8> = r.try_get("bytes")?;
-                    // The first chunk may begin before the requested offset: cut it there.
-                    let skip = from_offset.saturating_sub(offset) as usize;
-                    start_offset.get_or_insert(offset + skip as u64);
-                    bytes.extend_from_slice(&chunk[skip.min(chunk.len())..]);
-                }
-                let total = session.transcript.total_bytes;
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(ResizeAt {
+                        offset: u64_col(r, "at_offset")?,
+                        cols: r.try_get::<i32, _>("cols")? as u16,
+                        rows: r.try_get::<i32, _>("rows")? as u16,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
                 Ok(TranscriptSlice {
-                    start_offset: start_offset.unwrap_or(total.max(from_offset).min(total)),
+                    start_offset,
                     bytes,
                     total_bytes: total,
+                    truncated_bytes: session.transcript.truncated_bytes,
                     gaps: session
                         .transcript
                         .gaps
                         .iter()
                         .map(|g| Gap { at_offset: g.at_offset, bytes_lost: g.bytes_lost, reason: g.reason })
                         .collect(),
+                    resizes,
+                    more,
                 })
             }
         }

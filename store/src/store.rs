@@ -1,6 +1,6 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cmdop_protocol::{Session, SessionList};
+use cmdop_protocol::{ChatMessage, ChatThread, Session, SessionList};
 use uuid::Uuid;
 
 use crate::error::StoreResult;
@@ -57,16 +57,62 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- sessions: the write side (recorder ingest, desktop/bot clients, demo seeding) ----
     async fn create_session(&self, new: NewSession) -> StoreResult<Uuid>;
-    /// Appends output. Writes are idempotent by offset: a chunk already stored with the same bytes is skipped;
-    /// one that disagrees with stored bytes, or leaves a hole not declared as a gap, is a `Conflict`.
-    /// Returns the session's total length afterwards.
-    async fn append_output(&self, session_id: Uuid, chunks: &[OutputChunk]) -> StoreResult<u64>;
+    /// Appends to several sessions' transcripts in one transaction (group commit): all or nothing. Writes are
+    /// idempotent by offset: output already stored with the same bytes is skipped, a gap or resize already
+    /// stored is skipped; output that disagrees with stored bytes, or that leaves a hole not declared as a gap,
+    /// is a `Conflict`. Past the fleet's ring buffer size, the oldest chunks are dropped (`truncated_bytes`).
+    /// Returns each session's transcript afterwards, in the order given.
+    async fn append_batch(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> StoreResult<Vec<AppendOutcome>>;
     async fn end_session(&self, session_id: Uuid, end: SessionEnd) -> StoreResult<()>;
+    /// A session that ended because its recorder was lost becomes active again when the recorder comes back.
+    async fn reopen_lost_session(&self, session_id: Uuid) -> StoreResult<()>;
+    /// Marks the recorder of an active session as heard from now.
+    async fn touch_session(&self, session_id: Uuid) -> StoreResult<()>;
+    /// Ends (reason `recorder_lost`, exit code null, ended when last heard from) every active session whose
+    /// recorder has not been heard from since `silent_since`. Returns their ids.
+    async fn end_lost_sessions(&self, silent_since: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;
+    /// The write side's view of a session (no visibility rule: the caller checks it is the recorder's own).
+    async fn recording_state(&self, session_id: Uuid) -> StoreResult<RecordingState>;
+    /// The machine a member may record on: by name within the member's fleets (`fleet` narrows it), and the
+    /// member must be owner/admin of that fleet or granted the machine.
+    async fn recordable_machine(&self, member_id: Uuid, machine: &str, fleet: Option<&str>) -> StoreResult<Machine>;
     async fn attach_client(&self, session_id: Uuid, client: NewClient) -> StoreResult<Uuid>;
-    async fn detach_client(&self, session_id: Uuid, client_id: Uuid) -> StoreResult<()>;
+    /// Detaches a client; with `by`, only a client that member attached.
+    async fn detach_client(&self, session_id: Uuid, client_id: Uuid, by: Option<Uuid>) -> StoreResult<()>;
+
+    // ---- chat threads ----
+    /// A thread in a fleet the member belongs to.
+    async fn create_chat_thread(&self, member_id: Uuid, fleet_id: Uuid, title: &str) -> StoreResult<ChatThread>;
+    async fn post_chat_message(&self, member_id: Uuid, thread_id: Uuid, body: &str) -> StoreResult<ChatMessage>;
+    /// A thread with its messages: members of its fleet see it; a share viewer sees the shared session's.
+    async fn chat_thread(&self, viewer: &Viewer, thread_id: Uuid) -> StoreResult<ChatThread>;
 
     // ---- sessions: reads, always through the viewer ----
     async fn list_sessions(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<SessionList>;
     async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session>;
-    async fn read_transcript(&self, viewer: &Viewer, id: Uuid, from_offset: u64) -> StoreResult<TranscriptSlice>;
+    /// Retained transcript from `from_offset` on, at most about `max_bytes` (whole chunks; at least one).
+    async fn read_transcript_page(
+        &self,
+        viewer: &Viewer,
+        id: Uuid,
+        from_offset: u64,
+        max_bytes: usize,
+    ) -> StoreResult<TranscriptSlice>;
+
+    /// Appends to one session's transcript (see [`Store::append_batch`]).
+    async fn append(&self, session_id: Uuid, writes: Vec<TranscriptWrite>) -> StoreResult<AppendOutcome> {
+        let mut outcomes = self.append_batch(&[(session_id, writes)]).await?;
+        Ok(outcomes.pop().expect("one outcome per session"))
+    }
+
+    /// Appends output chunks; returns the session's total length afterwards.
+    async fn append_output(&self, session_id: Uuid, chunks: &[OutputChunk]) -> StoreResult<u64> {
+        let writes = chunks.iter().cloned().map(TranscriptWrite::Output).collect();
+        Ok(self.append(session_id, writes).await?.total_bytes)
+    }
+
+    /// All retained transcript from `from_offset` on.
+    async fn read_transcript(&self, viewer: &Viewer, id: Uuid, from_offset: u64) -> StoreResult<TranscriptSlice> {
+        self.read_transcript_page(viewer, id, from_offset, usize::MAX).await
+    }
 }

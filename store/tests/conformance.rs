@@ -1516,7 +1516,7 @@ async fn end_session_detaches_attached_clients(t: TestStore) {
     let c_other = t.store.attach_client(other, desktop).await.unwrap();
     t.clock.advance(Duration::seconds(1));
     let detached_c1 = t.clock.now();
-    t.store.detach_client(id, c1).await.unwrap();
+    t.store.detach_client(id, c1, None).await.unwrap();
     t.clock.advance(Duration::seconds(5));
     let ended_at = t.clock.now();
     t.store.end_session(id, exited(0)).await.unwrap();
@@ -1568,7 +1568,7 @@ async fn clients_attach_and_detach(t: TestStore) {
     // Detach the bot.
     let bot = attached[2].0;
     let detached_at = t.clock.now();
-    t.store.detach_client(id, bot).await.unwrap();
+    t.store.detach_client(id, bot, None).await.unwrap();
     let s = t.store.session(&viewer, id).await.unwrap();
     for c in &s.clients {
         let want = if c.id == bot { Some(detached_at) } else { None };
@@ -1578,9 +1578,9 @@ async fn clients_attach_and_detach(t: TestStore) {
     assert_eq!(listed.iter().find(|l| l.id == id).unwrap().clients, s.clients);
 
     // Unknown clients, and clients of another session, are not found; nothing changes.
-    assert_err!(t.store.detach_client(id, Uuid::now_v7()).await, StoreError::NotFound(_));
-    assert_err!(t.store.detach_client(other, attached[0].0).await, StoreError::NotFound(_));
-    assert_err!(t.store.detach_client(Uuid::now_v7(), attached[0].0).await, StoreError::NotFound(_));
+    assert_err!(t.store.detach_client(id, Uuid::now_v7(), None).await, StoreError::NotFound(_));
+    assert_err!(t.store.detach_client(other, attached[0].0, None).await, StoreError::NotFound(_));
+    assert_err!(t.store.detach_client(Uuid::now_v7(), attached[0].0, None).await, StoreError::NotFound(_));
     assert_eq!(t.store.session(&viewer, id).await.unwrap().clients, s.clients);
 
     let c = NewClient { kind: ClientKind::Cli, name: "cli".into(), member_id: None };

@@ -115,7 +115,9 @@ pub enum FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FrameError::TooShort(n) => write!(f, "binary frame of {n} bytes is shorter than its {OUTPUT_FRAME_HEADER}-byte header"),
+            FrameError::TooShort(n) => {
+                write!(f, "binary frame of {n} bytes is shorter than its {OUTPUT_FRAME_HEADER}-byte header")
+            }
             FrameError::UnknownTag(t) => write!(f, "binary frame tag {t} is not an output frame (1)"),
             FrameError::TooLarge(n) => {
                 write!(f, "output frame of {n} bytes exceeds the limit of {MAX_OUTPUT_FRAME_BYTES} bytes")

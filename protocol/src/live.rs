@@ -49,7 +49,9 @@ pub enum LiveEvent {
 pub enum ViewerFrame {
     Ping,
     /// Start the replay again from this offset (e.g. after the reader jumped).
-    Resume { from: u64 },
+    Resume {
+        from: u64,
+    },
 }
 
 /// A binary live frame: the transcript bytes at `offset`.

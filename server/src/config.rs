@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// The URL people reach the inspector at; `https://...` makes cookies Secure
     #[arg(long, env = "CMDOP_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// How long a session waits for a recorder that vanished without an exit before it ends as
+    /// `recorder_lost` (e.g. 5m, 90s)
+    #[arg(long, env = "CMDOP_RECORDER_GRACE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub recorder_grace: std::time::Duration,
     /// On first start, seed a demo fleet, login, machines and recorded sessions
     #[arg(long)]
     pub demo: bool,

@@ -8,6 +8,9 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ingest;
+pub mod live;
+pub mod reaper;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -18,7 +21,7 @@ use axum::http::header::{HeaderName, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use cmdop_inspector::ssr::{InspectorContext, member_from_headers};
 use cmdop_inspector::{App, shell};
 use leptos::prelude::provide_context;
@@ -45,7 +48,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(auth::api_login))
         .route("/api/v1/auth/logout", post(auth::api_logout))
         .route("/api/v1/sessions", get(api::list_sessions))
+        .route("/api/v1/auth/me", get(api::me))
+        .route("/api/v1/ingest", get(ingest::ingest))
         .route("/api/v1/sessions/{id}", get(api::get_session))
+        .route("/api/v1/sessions/{id}/live", get(live::viewer::live))
+        .route("/api/v1/sessions/{id}/transcript", get(api::transcript))
+        .route("/api/v1/sessions/{id}/clients", post(api::attach_client))
+        .route("/api/v1/sessions/{id}/clients/{client_id}", delete(api::detach_client))
+        .route("/api/v1/chat/threads", post(api::create_chat_thread))
+        .route("/api/v1/chat/threads/{id}", get(api::chat_thread))
+        .route("/api/v1/chat/threads/{id}/messages", post(api::post_chat_message))
         .merge(pages)
         .fallback(fallback)
         .layer(CompressionLayer::new())
@@ -94,14 +106,17 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     render(req).await
 }
 
-/// Serves the inspector on `listen` until Ctrl-C or SIGTERM.
+/// Serves the inspector on `listen` until Ctrl-C or SIGTERM, with the recorder-lost sweep running. (Embedders
+/// that mount [`router`] themselves start the sweep with [`reaper::spawn`].)
 pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+    let sweep = reaper::spawn(state.clone());
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    sweep.abort();
     Ok(())
 }
 

@@ -47,7 +47,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             tracing::info!("store: {}", redact(&url));
-            serve(AppState::new(store, args.public_url.as_deref()), args.listen).await
+            let mut state = AppState::new(store, args.public_url.as_deref());
+            state.recorder_grace = args.recorder_grace;
+            serve(state, args.listen).await
         }
     }
 }

@@ -1,15 +1,32 @@
 use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum::http::header::HOST;
 
 use axum::extract::FromRef;
 use cmdop_store::Store;
 use leptos::config::LeptosOptions;
 
 use crate::auth::LoginLimiter;
+use crate::ingest::Writer;
+use crate::live::Hub;
+
+/// Default of `--recorder-grace`: how long a session waits for a vanished recorder before it ends.
+pub const DEFAULT_RECORDER_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Group-commits recorder output.
+    pub writer: Writer,
+    /// Tells live viewers about commits.
+    pub hub: Arc<Hub>,
+    /// Where people reach the inspector (`--public-url`), for the session URLs handed to recorders.
+    pub public_url: Option<String>,
+    /// A session whose recorder is silent this long ends as `recorder_lost`.
+    pub recorder_grace: Duration,
     pub leptos_options: LeptosOptions,
     pub login_limiter: Arc<LoginLimiter>,
     /// Login cookies get `Secure` when the inspector is served over https.
@@ -19,14 +36,36 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Must be called within a tokio runtime: it starts the transcript writer task.
     pub fn new(store: Arc<dyn Store>, public_url: Option<&str>) -> Self {
+        let hub = Arc::new(Hub::default());
         AppState {
+            writer: Writer::spawn(store.clone(), hub.clone()),
+            hub,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+            recorder_grace: DEFAULT_RECORDER_GRACE,
             store,
             leptos_options: leptos_options(),
             login_limiter: Arc::new(LoginLimiter::default()),
             secure_cookies: public_url.is_some_and(|u| u.starts_with("https://")),
             login_ttl: chrono::Duration::days(7),
         }
+    }
+}
+
+impl AppState {
+    /// The inspector's base URL: `--public-url`, else what the request was addressed to.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = headers.get(HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    /// How often a connected recorder's session is marked alive: well within the grace period.
+    pub fn recorder_heartbeat(&self) -> Duration {
+        (self.recorder_grace / 4).clamp(Duration::from_millis(50), Duration::from_secs(30))
     }
 }
 

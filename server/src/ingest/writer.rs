@@ -1,0 +1,129 @@
+//! The transcript writer: one task per server that group-commits what all recorders send.
+//!
+//! Each recorder connection hands over its frames as write requests and awaits their outcome; the writer takes
+//! every request waiting (up to a size bound), commits them in one transaction, answers each, and tells the live
+//! hub. If the group fails, each session's part is retried alone, so one bad recorder cannot fail the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cmdop_store::{AppendOutcome, Store, StoreError, StoreResult, TranscriptWrite};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::live::Hub;
+
+/// Bounds of one group commit.
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+const MAX_BATCH_REQUESTS: usize = 4096;
+
+struct WriteRequest {
+    session_id: Uuid,
+    writes: Vec<TranscriptWrite>,
+    reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+}
+
+/// Handle to the writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<WriteRequest>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current tokio runtime.
+    pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH_REQUESTS);
+        tokio::spawn(run(store, hub, rx));
+        Writer { tx }
+    }
+
+    /// Queues writes for a session; the returned receiver yields the outcome after they are committed.
+    pub async fn submit(
+        &self,
+        session_id: Uuid,
+        writes: Vec<TranscriptWrite>,
+    ) -> oneshot::Receiver<StoreResult<AppendOutcome>> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(WriteRequest { session_id, writes, reply }).await {
+            let _ = req.reply.send(Err(StoreError::Conflict("the server is shutting down".into())));
+        }
+        rx
+    }
+}
+
+async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut requests = vec![first];
+        let mut bytes = requests[0].writes.iter().map(TranscriptWrite::len).sum::<usize>();
+        while bytes < MAX_BATCH_BYTES && requests.len() < MAX_BATCH_REQUESTS {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += req.writes.iter().map(TranscriptWrite::len).sum::<usize>();
+                    requests.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&*store, &hub, requests).await;
+    }
+}
+
+/// Commits requests grouped by session (in arrival order within each session) and answers them.
+async fn commit(store: &dyn Store, hub: &Hub, requests: Vec<WriteRequest>) {
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut groups: HashMap<Uuid, (Vec<TranscriptWrite>, Vec<oneshot::Sender<StoreResult<AppendOutcome>>>)> =
+        HashMap::new();
+    for req in requests {
+        let group = groups.entry(req.session_id).or_insert_with(|| {
+            order.push(req.session_id);
+            (Vec::new(), Vec::new())
+        });
+        group.0.extend(req.writes);
+        group.1.push(req.reply);
+    }
+    let batch: Vec<(Uuid, Vec<TranscriptWrite>)> =
+        order.iter().map(|id| (*id, std::mem::take(&mut groups.get_mut(id).expect("group").0))).collect();
+
+    match store.append_batch(&batch).await {
+        Ok(outcomes) => {
+            for ((id, writes), outcome) in batch.iter().zip(outcomes) {
+                hub.committed(*id, writes, &outcome);
+                answer(groups.remove(id).expect("group").1, Ok(outcome));
+            }
+        }
+        Err(group_error) if batch.len() == 1 => {
+            answer(groups.remove(&batch[0].0).expect("group").1, Err(group_error));
+        }
+        Err(_) => {
+            // Someone's writes were refused (or the database hiccuped): each session on its own.
+            for (id, writes) in batch {
+                let result = store.append(id, writes.clone()).await;
+                if let Ok(outcome) = &result {
+                    hub.committed(id, &writes, outcome);
+                }
+                answer(groups.remove(&id).expect("group").1, result);
+            }
+        }
+    }
+}
+
+fn answer(replies: Vec<oneshot::Sender<StoreResult<AppendOutcome>>>, result: StoreResult<AppendOutcome>) {
+    match result {
+        Ok(outcome) => {
+            for r in replies {
+                let _ = r.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            // StoreError is not Clone: every waiter gets the same message.
+            let message = e.to_string();
+            let mut replies = replies.into_iter();
+            if let Some(first) = replies.next() {
+                let _ = first.send(Err(e));
+            }
+            for r in replies {
+                let _ = r.send(Err(StoreError::Conflict(message.clone())));
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Live viewers: the hub that tells them about commits, and their read-only socket.
+
+pub mod hub;
+pub mod viewer;
+
+pub use hub::Hub;

@@ -1,0 +1,338 @@
+//! The viewer socket, `GET /api/v1/sessions/{id}/live?from=OFFSET`: replays the stored transcript from OFFSET,
+//! then follows the session as it is committed (see `cmdop_protocol::live`).
+//!
+//! Read-only by construction: this handler has no handle to any recorder, and the only frames it accepts are the
+//! protocol's ping and resume. Anything else closes the socket with 1008.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use cmdop_protocol::live::{CLOSE_POLICY_VIOLATION, LiveEvent, ViewerFrame, encode_live_output};
+use cmdop_protocol::{ClientKind, GapReason, SessionState};
+use cmdop_store::{NewClient, StoreError, TranscriptPiece, Viewer};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::hub::{Feed, TailItem};
+use crate::api::parse_session_id;
+use crate::auth::CurrentMember;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Bytes read from the store per step of a catch-up, and the most one binary frame carries.
+const PAGE_BYTES: usize = 256 * 1024;
+
+#[derive(Deserialize)]
+pub struct LiveParams {
+    from: Option<String>,
+}
+
+pub async fn live(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Path(id): Path<String>,
+    Query(params): Query<LiveParams>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let id = parse_session_id(&id)?;
+    let from = match params.from.as_deref().filter(|f| !f.is_empty()) {
+        None => 0,
+        Some(f) => {
+            f.parse::<u64>().map_err(|_| ApiError::bad_request("from", format!("{f:?} is not a byte offset")))?
+        }
+    };
+    let viewer = Viewer::Member(member.id);
+    // Refused before the upgrade: an invisible session is a plain 404.
+    state.store.session(&viewer, id).await?;
+    let who = ViewerIdentity { viewer, name: member.display_name, member_id: Some(member.id) };
+    Ok(ws.max_message_size(4096).on_upgrade(move |socket| follow(state, who, id, from, socket)))
+}
+
+/// Who is watching: the read rule, and how they appear among the attached clients.
+pub struct ViewerIdentity {
+    pub viewer: Viewer,
+    pub name: String,
+    pub member_id: Option<Uuid>,
+}
+
+/// Why a viewer's socket closes.
+enum Close {
+    /// The viewer went away.
+    Gone,
+    /// The viewer broke the protocol (sent input, or something undecodable).
+    Violation(String),
+    /// The session ended and everything was sent.
+    Ended,
+    Error(String),
+}
+
+struct Conn {
+    sink: SplitSink<WebSocket, Message>,
+}
+
+impl Conn {
+    async fn event(&mut self, e: &LiveEvent) -> Result<(), Close> {
+        let text = serde_json::to_string(e).expect("live events serialize");
+        self.sink.send(Message::Text(text.into())).await.map_err(|_| Close::Gone)
+    }
+
+    async fn bytes(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Close> {
+        for (i, part) in bytes.chunks(PAGE_BYTES).enumerate() {
+            let at = offset + (i * PAGE_BYTES) as u64;
+            self.sink.send(Message::Binary(encode_live_output(at, part).into())).await.map_err(|_| Close::Gone)?;
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame { code, reason: Utf8Bytes::from(reason.to_string()) };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+    }
+}
+
+async fn follow(state: AppState, who: ViewerIdentity, id: Uuid, from: u64, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let mut conn = Conn { sink };
+    let mut client = None;
+    let result = run(&state, &who, id, from, &mut conn, stream, &mut client).await;
+    if let Some(client_id) = client {
+        if let Err(e) = state.store.detach_client(id, client_id, None).await {
+            tracing::debug!("viewer detach: {e}");
+        }
+        state.hub.clients_changed(id);
+    }
+    match result {
+        Close::Gone => {}
+        Close::Violation(why) => conn.close(CLOSE_POLICY_VIOLATION, &why).await,
+        Close::Ended => conn.close(1000, "session ended").await,
+        Close::Error(why) => {
+            let _ = conn.event(&LiveEvent::Error { error: why.clone() }).await;
+            conn.close(1011, &why).await;
+        }
+    }
+}
+
+fn store_close(e: StoreError) -> Close {
+    match e {
+        // Visibility changed while watching (grant revoked, share expired): stop.
+        StoreError::NotFound(_) => Close::Error("the session is no longer visible to you".into()),
+        other => {
+            tracing::error!("live viewer: {other}");
+            Close::Error("the server could not read its store".into())
+        }
+    }
+}
+
+async fn run(
+    state: &AppState,
+    who: &ViewerIdentity,
+    id: Uuid,
+    from: u64,
+    conn: &mut Conn,
+    mut stream: SplitStream<WebSocket>,
+    client: &mut Option<Uuid>,
+) -> Close {
+    let session = match state.store.session(&who.viewer, id).await {
+        Ok(s) => s,
+        Err(e) => return store_close(e),
+    };
+    let feed: Arc<Feed> = state.hub.watch(id, session.transcript.total_bytes);
+    let mut changes = feed.subscribe();
+    if session.state == SessionState::Active {
+        let new = NewClient { kind: ClientKind::Browser, name: who.name.clone(), member_id: who.member_id };
+        match state.store.attach_client(id, new).await {
+            Ok(client_id) => {
+                *client = Some(client_id);
+                state.hub.clients_changed(id);
+            }
+            Err(e) => return store_close(e),
+        }
+    }
+    let hello =
+        LiveEvent::Hello { from, total_bytes: session.transcript.total_bytes, cols: session.cols, rows: session.rows };
+    if let Err(c) = conn.event(&hello).await {
+        return c;
+    }
+
+    let mut cursor = Cursor { offset: from, last_resize: None };
+    let mut announced_live = false;
+    let mut clients_seen = None;
+    let mut ended = session.state == SessionState::Ended;
+    loop {
+        let seen = *changes.borrow_and_update();
+        ended |= seen.ended;
+        if let Err(c) = cursor.catch_up(state, who, id, &feed, conn, ended).await {
+            return c;
+        }
+        if !announced_live {
+            announced_live = true;
+            if let Err(c) = conn.event(&LiveEvent::Live { offset: cursor.offset }).await {
+                return c;
+            }
+        }
+        if clients_seen != Some(seen.clients_version) || ended {
+            clients_seen = Some(seen.clients_version);
+            let session = match state.store.session(&who.viewer, id).await {
+                Ok(s) => s,
+                Err(e) => return store_close(e),
+            };
+            let current = session.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect();
+            if let Err(c) = conn.event(&LiveEvent::Clients { clients: current }).await {
+                return c;
+            }
+            if session.state == SessionState::Ended {
+                if !ended {
+                    // Ended elsewhere (e.g. the recorder-lost sweep): one more pass from the store, then the exit.
+                    ended = true;
+                    continue;
+                }
+                let exit = LiveEvent::Exit {
+                    exit_code: session.exit_code,
+                    end_reason: session.end_reason,
+                    ended_at: session.ended_at,
+                    duration_ms: session.duration_ms,
+                    total_bytes: session.transcript.total_bytes,
+                };
+                return match conn.event(&exit).await {
+                    Ok(()) => Close::Ended,
+                    Err(c) => c,
+                };
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Close::Error("the server is shutting down".into());
+                }
+            }
+            msg = stream.next() => match viewer_frame(msg) {
+                Ok(None) => {}
+                Ok(Some(ViewerFrame::Ping)) => {
+                    if let Err(c) = conn.event(&LiveEvent::Pong).await {
+                        return c;
+                    }
+                }
+                Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor { offset: from, last_resize: None },
+                Err(c) => return c,
+            },
+        }
+    }
+}
+
+/// Checks what a viewer sent: only the protocol's own frames pass.
+fn viewer_frame(msg: Option<Result<Message, axum::Error>>) -> Result<Option<ViewerFrame>, Close> {
+    match msg {
+        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => Err(Close::Gone),
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
+        Some(Ok(Message::Text(text))) => serde_json::from_str::<ViewerFrame>(&text)
+            .map(Some)
+            .map_err(|_| Close::Violation("read-only: viewers may only send ping and resume frames".into())),
+        Some(Ok(Message::Binary(_))) => Err(Close::Violation("read-only: viewers may not send input".into())),
+    }
+}
+
+/// Where a viewer is in the transcript.
+struct Cursor {
+    offset: u64,
+    /// Resizes can come from both the store and the tail; the same one is not sent twice.
+    last_resize: Option<(u64, u16, u16)>,
+}
+
+impl Cursor {
+    /// Sends everything committed after the cursor: from the hub's tail when it still holds it, else from the
+    /// store, a page at a time.
+    async fn catch_up(
+        &mut self,
+        state: &AppState,
+        who: &ViewerIdentity,
+        id: Uuid,
+        feed: &Feed,
+        conn: &mut Conn,
+        ended: bool,
+    ) -> Result<(), Close> {
+        loop {
+            // Once the session has ended, the store alone says where the transcript ends.
+            if !ended && let Some(items) = feed.tail_from(self.offset) {
+                return self.send_tail(&items, conn).await;
+            }
+            let page = state
+                .store
+                .read_transcript_page(&who.viewer, id, self.offset, PAGE_BYTES)
+                .await
+                .map_err(store_close)?;
+            for piece in page.pieces(self.offset) {
+                match piece {
+                    TranscriptPiece::Bytes { offset, bytes } => {
+                        conn.bytes(offset, bytes).await?;
+                        self.offset = offset + bytes.len() as u64;
+                    }
+                    TranscriptPiece::Gap { at_offset, bytes_lost, reason } => {
+                        conn.event(&LiveEvent::Gap { at_offset, bytes_lost, reason }).await?;
+                        self.offset = at_offset + bytes_lost;
+                    }
+                    TranscriptPiece::Resize(r) => self.resize(r.offset, r.cols, r.rows, conn).await?,
+                }
+            }
+            if !page.more {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_tail(&mut self, items: &[TailItem], conn: &mut Conn) -> Result<(), Close> {
+        // Consecutive bytes go out as one frame.
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_at = self.offset;
+        for item in items {
+            match item {
+                TailItem::Bytes { offset, bytes } => {
+                    let end = offset + bytes.len() as u64;
+                    if end <= self.offset {
+                        continue;
+                    }
+                    let skip = self.offset.saturating_sub(*offset) as usize;
+                    if run.is_empty() {
+                        run_at = offset + skip as u64;
+                    }
+                    run.extend_from_slice(&bytes[skip..]);
+                    self.offset = end;
+                }
+                TailItem::Gap { at_offset, bytes_lost } => {
+                    flush(conn, run_at, &mut run).await?;
+                    let event = LiveEvent::Gap {
+                        at_offset: *at_offset,
+                        bytes_lost: *bytes_lost,
+                        reason: GapReason::RecorderOffline,
+                    };
+                    conn.event(&event).await?;
+                    self.offset = self.offset.max(at_offset + bytes_lost);
+                }
+                TailItem::Resize { offset, cols, rows } => {
+                    flush(conn, run_at, &mut run).await?;
+                    self.resize(*offset, *cols, *rows, conn).await?;
+                }
+            }
+        }
+        flush(conn, run_at, &mut run).await
+    }
+
+    async fn resize(&mut self, offset: u64, cols: u16, rows: u16, conn: &mut Conn) -> Result<(), Close> {
+        if self.last_resize == Some((offset, cols, rows)) {
+            return Ok(());
+        }
+        self.last_resize = Some((offset, cols, rows));
+        conn.event(&LiveEvent::Resize { offset, cols, rows }).await
+    }
+}
+
+async fn flush(conn: &mut Conn, at: u64, run: &mut Vec<u8>) -> Result<(), Close> {
+    if !run.is_empty() {
+        conn.bytes(at, run).await?;
+        run.clear();
+    }
+    Ok(())
+}

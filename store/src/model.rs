@@ -189,9 +189,17 @@ pub struct OutputChunk {
 pub enum TranscriptWrite {
     Output(OutputChunk),
     /// The recorder dropped `bytes_lost` bytes at `at_offset` (its local buffer overflowed while offline).
-    Gap { at_offset: u64, bytes_lost: u64 },
+    Gap {
+        at_offset: u64,
+        bytes_lost: u64,
+    },
     /// The terminal was resized when the transcript was `offset` bytes long.
-    Resize { offset: u64, t_ms: u64, cols: u16, rows: u16 },
+    Resize {
+        offset: u64,
+        t_ms: u64,
+        cols: u16,
+        rows: u16,
+    },
 }
 
 impl TranscriptWrite {
@@ -321,7 +329,8 @@ pub struct TranscriptSlice {
     pub truncated_bytes: u64,
     /// All of the session's declared gaps, in offset order.
     pub gaps: Vec<Gap>,
-    /// Resizes at or after the requested offset, in offset order.
+    /// Resizes at or after the requested offset, in offset order; when `more`, only those before the offset where
+    /// the next page's bytes start (so that each resize comes in exactly one page).
     pub resizes: Vec<ResizeAt>,
     /// True when the read stopped at its byte limit before the end of the retained transcript.
     pub more: bool,
@@ -381,7 +390,11 @@ impl TranscriptSlice {
                 out.push(TranscriptPiece::Resize(*r));
             }
             if let Some(g) = gaps.next_if(|g| g.at_offset <= offset) {
-                out.push(TranscriptPiece::Gap { at_offset: offset, bytes_lost: g.at_offset + g.bytes_lost - offset, reason: g.reason });
+                out.push(TranscriptPiece::Gap {
+                    at_offset: offset,
+                    bytes_lost: g.at_offset + g.bytes_lost - offset,
+                    reason: g.reason,
+                });
                 offset = g.at_offset + g.bytes_lost;
                 continue;
             }

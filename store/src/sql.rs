@@ -320,8 +320,9 @@ macro_rules! impl_sql_store {
                 let mut cut_below: Option<u64> = None;
                 while excess > 0 {
                     let rows = sqlx::query(
-                        "SELECT byte_offset, LENGTH(bytes) AS len FROM transcript_chunks WHERE session_id = $1 \
-                         AND byte_offset >= $2 ORDER BY byte_offset LIMIT 512",
+                        // LENGTH is an INT4 in PostgreSQL: cast it, to read it as i64 on both backends.
+                        "SELECT byte_offset, CAST(LENGTH(bytes) AS BIGINT) AS len FROM transcript_chunks \
+                         WHERE session_id = $1 AND byte_offset >= $2 ORDER BY byte_offset LIMIT 512",
                     )
                     .bind(session_id)
                     .bind(cut_below.unwrap_or(0) as i64)
@@ -1109,6 +1110,8 @@ macro_rules! impl_sql_store {
                 let mut bytes = Vec::new();
                 let mut next = from_offset;
                 let mut more = false;
+                // Where the next page starts, when this one stops early: resizes from there on belong to it.
+                let mut next_page: Option<u64> = None;
                 'pages: loop {
                     let rows = sqlx::query(
                         "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
@@ -1122,11 +1125,13 @@ macro_rules! impl_sql_store {
                         break;
                     }
                     for r in rows {
-                        if bytes.len() >= max_bytes {
+                        let offset = u64_col(&r, "byte_offset")?;
+                        // At least one chunk per page, whatever max_bytes says.
+                        if !bytes.is_empty() && bytes.len() >= max_bytes {
                             more = true;
+                            next_page = Some(offset);
                             break 'pages;
                         }
-                        let offset = u64_col(&r, "byte_offset")?;
                         let chunk: Vec<u8> = r.try_get("bytes")?;
                         // The first chunk may begin before the requested offset: cut it there.
                         let skip = next.saturating_sub(offset) as usize;
@@ -1138,13 +1143,14 @@ macro_rules! impl_sql_store {
                 let total = session.transcript.total_bytes;
                 // Nothing retained from there on: the slice starts where the retained part would.
                 let start_offset = start_offset.unwrap_or(from_offset.max(total));
+                // Resizes up to where the next page starts (past declared gaps too), or all of them on the last page.
                 let resizes = sqlx::query(
                     "SELECT at_offset, cols, rows FROM transcript_resizes WHERE session_id = $1 AND at_offset >= $2 \
-                     AND at_offset <= $3 ORDER BY at_offset, t_ms",
+                     AND at_offset < $3 ORDER BY at_offset, t_ms",
                 )
                 .bind(id)
                 .bind(from_offset as i64)
-                .bind((start_offset + bytes.len() as u64) as i64)
+                .bind(next_page.map_or(i64::MAX, |o| o as i64))
                 .fetch_all(&self.pool)
                 .await?
                 .iter()

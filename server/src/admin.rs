@@ -27,6 +27,25 @@ pub enum FleetCommand {
     Create { name: String },
     /// List fleets
     List,
+    /// Change a fleet's settings
+    Set {
+        name: String,
+        /// Ring buffer size of each session's stored transcript (e.g. 8MiB, 512KiB, 1048576); the oldest output
+        /// beyond it is dropped and counted as truncated
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        transcript_limit: Option<i64>,
+    },
+}
+
+/// Bytes with an optional binary suffix: 4096, 512KiB, 8MiB, 1GiB.
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let (num, mult) = [("GiB", 1i64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+        .iter()
+        .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n.trim(), *m)))
+        .unwrap_or((t, 1));
+    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4096, 512KiB or 8MiB"))?;
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} must be a positive size"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,9 +105,25 @@ pub async fn run(store: &dyn Store, command: AdminCommand) -> Result<String, Sto
             }
             Ok(fleets
                 .iter()
-                .map(|f| format!("{}\t{}\tretention {} days", f.name, f.id, f.retention_days))
+                .map(|f| {
+                    format!(
+                        "{}\t{}\tretention {} days\ttranscript limit {} bytes",
+                        f.name, f.id, f.retention_days, f.transcript_limit_bytes
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"))
+        }
+        AdminCommand::Fleet(FleetCommand::Set { name, transcript_limit }) => {
+            let fleet = store.fleet_by_name(&name).await?;
+            let Some(limit) = transcript_limit else {
+                return Err(StoreError::invalid(
+                    "transcript_limit",
+                    "say what to change, e.g. --transcript-limit 8MiB",
+                ));
+            };
+            store.set_transcript_limit(fleet.id, limit).await?;
+            Ok(format!("fleet {:?}: transcript limit {limit} bytes", fleet.name))
         }
         AdminCommand::Member(MemberCommand::Add { email, password, name, bot }) => {
             let (password, generated) = match (password, bot) {

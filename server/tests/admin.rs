@@ -13,6 +13,7 @@ use common::*;
 
 common::both_backends!(
     fleet_create_and_duplicate,
+    fleet_set_transcript_limit,
     member_add_rejects_a_short_password_and_stores_nothing,
     member_add_without_password_prints_one_that_signs_in,
     member_add_bot_gets_no_password,
@@ -154,6 +155,35 @@ async fn fleet_create_and_duplicate(t: TestStore) {
     run(&t, fleet_create("dev")).await.unwrap();
     let out = run(&t, AdminCommand::Fleet(FleetCommand::List)).await.unwrap();
     assert!(out.contains("ops") && out.contains("dev"), "{out}");
+}
+
+async fn fleet_set_transcript_limit(t: TestStore) {
+    run(&t, fleet_create("ops")).await.unwrap();
+    let set = |limit: &str| -> AdminCommand {
+        AdminCommand::Fleet(FleetCommand::Set {
+            name: "ops".into(),
+            transcript_limit: Some(admin::parse_size(limit).unwrap()),
+        })
+    };
+    let out = run(&t, set("512KiB")).await.unwrap();
+    assert!(out.contains("524288"), "{out}");
+    assert_eq!(t.store.fleet_by_name("ops").await.unwrap().transcript_limit_bytes, 512 * 1024);
+
+    // Out of bounds: refused, naming the field, and the stored limit stays.
+    for bad in ["1KiB", "2GiB"] {
+        let err = assert_err!(run(&t, set(bad)).await, StoreError::Invalid { field: "transcript_limit", .. }, "{bad}");
+        assert!(err.to_string().contains("64 KiB"), "{err}");
+    }
+    assert_eq!(t.store.fleet_by_name("ops").await.unwrap().transcript_limit_bytes, 512 * 1024);
+    for bad in ["", "lots", "-5", "0", "1.5MiB"] {
+        assert!(admin::parse_size(bad).is_err(), "{bad:?} accepted");
+    }
+    assert_eq!(admin::parse_size("8MiB"), Ok(8 << 20));
+    assert_eq!(admin::parse_size("4096"), Ok(4096));
+    let none = AdminCommand::Fleet(FleetCommand::Set { name: "ops".into(), transcript_limit: None });
+    assert_err!(run(&t, none).await, StoreError::Invalid { field: "transcript_limit", .. }, "nothing to set");
+    let missing = AdminCommand::Fleet(FleetCommand::Set { name: "nope".into(), transcript_limit: Some(1 << 20) });
+    assert_err!(run(&t, missing).await, StoreError::NotFound(_), "unknown fleet");
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ pub struct Fleet {
 
 /// Default ring buffer size of a session's stored transcript.
 pub const DEFAULT_TRANSCRIPT_LIMIT_BYTES: i64 = 8 * 1024 * 1024;
+/// Bounds of a fleet's ring buffer size.
+pub const MIN_TRANSCRIPT_LIMIT_BYTES: i64 = 64 * 1024;
+pub const MAX_TRANSCRIPT_LIMIT_BYTES: i64 = 1 << 30;
 
 /// What happens to commands sent from the cabinet's legacy web terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

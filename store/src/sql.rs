@@ -334,6 +334,11 @@ macro_rules! impl_sql_store {
                     for r in &rows {
                         let at = u64_col(r, "byte_offset")?;
                         let len = u64_col(r, "len")?;
+                        // The newest chunk always stays, even if it alone is over the limit.
+                        if at + len >= total {
+                            excess = 0;
+                            break;
+                        }
                         cut_below = Some(at + len);
                         retained -= len;
                         truncated += len;
@@ -484,6 +489,24 @@ macro_rules! impl_sql_store {
                 let sql = format!("SELECT {FLEET_COLUMNS} FROM fleets ORDER BY name");
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
                 rows.iter().map(fleet_from_row).collect()
+            }
+
+            async fn set_transcript_limit(&self, fleet_id: Uuid, limit_bytes: i64) -> StoreResult<()> {
+                if !(MIN_TRANSCRIPT_LIMIT_BYTES..=MAX_TRANSCRIPT_LIMIT_BYTES).contains(&limit_bytes) {
+                    return Err(StoreError::invalid(
+                        "transcript_limit",
+                        format!("must be from {MIN_TRANSCRIPT_LIMIT_BYTES} bytes (64 KiB) to {MAX_TRANSCRIPT_LIMIT_BYTES} bytes (1 GiB)"),
+                    ));
+                }
+                let done = sqlx::query("UPDATE fleets SET transcript_limit_bytes = $1 WHERE id = $2")
+                    .bind(limit_bytes)
+                    .bind(fleet_id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("fleet".into()));
+                }
+                Ok(())
             }
 
             async fn create_member(&self, new: NewMember) -> StoreResult<Member> {
@@ -855,7 +878,8 @@ macro_rules! impl_sql_store {
                 .await?;
                 for id in &lost {
                     sqlx::query(
-                        "UPDATE session_clients SET detached_at = (SELECT ended_at FROM sessions WHERE id = $1) \
+                        "UPDATE session_clients SET detached_at = CASE WHEN attached_at > s.ended_at \
+                         THEN attached_at ELSE s.ended_at END FROM (SELECT ended_at FROM sessions WHERE id = $1) s \
                          WHERE session_id = $1 AND detached_at IS NULL",
                     )
                     .bind(*id)

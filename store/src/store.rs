@@ -28,6 +28,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create_fleet(&self, name: &str) -> StoreResult<Fleet>;
     async fn fleet_by_name(&self, name: &str) -> StoreResult<Fleet>;
     async fn list_fleets(&self) -> StoreResult<Vec<Fleet>>;
+    /// Sets a fleet's ring buffer size (bytes, at least 64 KiB); applies to the next write of each session.
+    async fn set_transcript_limit(&self, fleet_id: Uuid, limit_bytes: i64) -> StoreResult<()>;
 
     async fn create_member(&self, new: NewMember) -> StoreResult<Member>;
     async fn member_by_email(&self, email: &str) -> StoreResult<Member>;

@@ -39,6 +39,13 @@ impl AppState {
     /// Must be called within a tokio runtime: it starts the transcript writer task.
     pub fn new(store: Arc<dyn Store>, public_url: Option<&str>) -> Self {
         let hub = Arc::new(Hub::default());
+        // Between replicas on PostgreSQL, the hub's changes travel as NOTIFYs (nothing happens on SQLite).
+        let (relay_store, relay_hub) = (store.clone(), hub.clone());
+        tokio::spawn(async move {
+            if let Some(tx) = crate::live::relay::start(relay_store.clone(), relay_hub.clone()).await {
+                relay_hub.set_relay(relay_store.replica_id(), tx);
+            }
+        });
         AppState {
             writer: Writer::spawn(store.clone(), hub.clone()),
             hub,

@@ -7,6 +7,7 @@
 mod clock;
 mod error;
 mod model;
+pub mod notify;
 mod postgres;
 pub mod secrets;
 mod sql;

@@ -459,6 +459,20 @@ macro_rules! impl_sql_store {
                 &*self.clock
             }
 
+            fn replica_id(&self) -> Uuid {
+                self.replica_id
+            }
+
+            async fn publish_live(&self, notices: &[crate::notify::LiveNotice]) -> StoreResult<()> {
+                self.publish_live_notices(notices).await
+            }
+
+            async fn live_notices(
+                &self,
+            ) -> StoreResult<Option<tokio::sync::mpsc::Receiver<crate::notify::LiveNotice>>> {
+                self.listen_live_notices().await
+            }
+
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

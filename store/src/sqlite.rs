@@ -12,6 +12,7 @@ use crate::Clock;
 pub struct SqliteStore {
     pool: SqlitePool,
     clock: Arc<dyn Clock>,
+    replica_id: uuid::Uuid,
 }
 
 impl SqliteStore {
@@ -31,7 +32,18 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, clock })
+        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7() })
+    }
+
+    /// One process owns a SQLite file: there is nobody to tell.
+    async fn publish_live_notices(&self, _notices: &[crate::notify::LiveNotice]) -> crate::StoreResult<()> {
+        Ok(())
+    }
+
+    async fn listen_live_notices(
+        &self,
+    ) -> crate::StoreResult<Option<tokio::sync::mpsc::Receiver<crate::notify::LiveNotice>>> {
+        Ok(None)
     }
 
     /// Write transactions take the write lock up front: a deferred transaction that reads first and then writes

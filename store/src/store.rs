@@ -24,6 +24,14 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for health checks.
     async fn ping(&self) -> StoreResult<()>;
 
+    // ---- change notices between replicas (PostgreSQL; nothing on SQLite) ----
+    /// This store's replica id, the `origin` of the notices it publishes.
+    fn replica_id(&self) -> Uuid;
+    /// Tells the other replicas about changes.
+    async fn publish_live(&self, notices: &[crate::notify::LiveNotice]) -> StoreResult<()>;
+    /// Notices from every replica (one's own included), or `None` where there are no other replicas.
+    async fn live_notices(&self) -> StoreResult<Option<tokio::sync::mpsc::Receiver<crate::notify::LiveNotice>>>;
+
     // ---- fleets, members, machines ----
     async fn create_fleet(&self, name: &str) -> StoreResult<Fleet>;
     async fn fleet_by_name(&self, name: &str) -> StoreResult<Fleet>;

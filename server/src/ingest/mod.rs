@@ -40,8 +40,11 @@ pub async fn ingest(
     ws: WebSocketUpgrade,
 ) -> Response {
     let base_url = state.base_url(&headers);
-    ws.max_message_size(OUTPUT_FRAME_HEADER + MAX_OUTPUT_FRAME_BYTES)
-        .max_frame_size(OUTPUT_FRAME_HEADER + MAX_OUTPUT_FRAME_BYTES)
+    // Twice the largest valid frame: a frame somewhat over the limit reaches `decode_output`, which refuses it
+    // with a message that says the limit; only absurd ones are cut off by the socket itself.
+    let max_message = 2 * (OUTPUT_FRAME_HEADER + MAX_OUTPUT_FRAME_BYTES);
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |socket| connection(state, member, base_url, socket))
 }
 
@@ -120,7 +123,7 @@ async fn run(
 
     // Writes are acknowledged in order, after their commit, by a task of their own.
     let (pending_tx, pending_rx) = mpsc::channel(MAX_IN_FLIGHT);
-    let acker = tokio::spawn(acknowledge(pending_rx, out.clone()));
+    let mut acker = tokio::spawn(acknowledge(pending_rx, out.clone()));
     let mut expected = acked;
     let mut heartbeat = tokio::time::interval(state.recorder_heartbeat());
     heartbeat.tick().await;
@@ -131,6 +134,8 @@ async fn run(
                 state.store.touch_session(session_id).await?;
                 continue;
             }
+            // The acker stops early only when a write failed: say so now, not when the recorder sends again.
+            done = &mut acker => return done.map_err(|_| refuse("internal error"))?,
         };
         let write = match frame {
             None => return Ok(()),

@@ -7,10 +7,11 @@
 //! from the database with no tail, and viewers read the store.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use cmdop_store::notify::{LiveChange, LiveNotice};
 use cmdop_store::{AppendOutcome, TranscriptWrite};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 /// How much recent output each watched session keeps in memory.
@@ -161,6 +162,8 @@ impl Feed {
 pub struct Hub {
     feeds: Mutex<HashMap<Uuid, Weak<Feed>>>,
     tail_limit: usize,
+    /// Where changes go for the other replicas (PostgreSQL), with this replica's id.
+    relay: OnceLock<(Uuid, mpsc::UnboundedSender<LiveNotice>)>,
 }
 
 impl Default for Hub {
@@ -171,7 +174,18 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new(tail_limit: usize) -> Self {
-        Hub { feeds: Mutex::new(HashMap::new()), tail_limit }
+        Hub { feeds: Mutex::new(HashMap::new()), tail_limit, relay: OnceLock::new() }
+    }
+
+    /// From now on, changes are also told to the other replicas through `relay`.
+    pub fn set_relay(&self, origin: Uuid, relay: mpsc::UnboundedSender<LiveNotice>) {
+        let _ = self.relay.set((origin, relay));
+    }
+
+    fn tell_replicas(&self, session_id: Uuid, change: LiveChange) {
+        if let Some((origin, relay)) = self.relay.get() {
+            let _ = relay.send(LiveNotice { origin: *origin, session_id, change });
+        }
     }
 
     /// The feed of a session, created if nobody watches it yet. `total_bytes` seeds its state.
@@ -193,6 +207,7 @@ impl Hub {
 
     /// After a commit: new transcript data. Costs nothing for sessions nobody watches.
     pub fn committed(&self, session_id: Uuid, writes: &[TranscriptWrite], outcome: &AppendOutcome) {
+        self.tell_replicas(session_id, LiveChange::Output { total_bytes: outcome.total_bytes });
         if let Some(feed) = self.feed(session_id) {
             feed.push(writes, outcome);
         }
@@ -209,12 +224,24 @@ impl Hub {
     }
 
     pub fn clients_changed(&self, session_id: Uuid) {
+        self.tell_replicas(session_id, LiveChange::ClientsChanged);
+        self.remote_clients_changed(session_id);
+    }
+
+    pub fn ended(&self, session_id: Uuid) {
+        self.tell_replicas(session_id, LiveChange::Ended);
+        self.remote_ended(session_id);
+    }
+
+    /// Another replica changed the clients (local viewers only; not told back).
+    pub fn remote_clients_changed(&self, session_id: Uuid) {
         if let Some(feed) = self.feed(session_id) {
             feed.state.send_modify(|s| s.clients_version += 1);
         }
     }
 
-    pub fn ended(&self, session_id: Uuid) {
+    /// Another replica ended the session.
+    pub fn remote_ended(&self, session_id: Uuid) {
         if let Some(feed) = self.feed(session_id) {
             feed.state.send_modify(|s| s.ended = true);
         }

@@ -42,9 +42,22 @@ pub struct ExitRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
     /// Bytes `[at_offset, at_offset + bytes_lost)` are gone from the outbox; tell the server.
-    Gap { at_offset: u64, bytes_lost: u64 },
-    Output { offset: u64, t_ms: u64, bytes: Vec<u8> },
-    Resize { seq: u64, offset: u64, t_ms: u64, cols: u16, rows: u16 },
+    Gap {
+        at_offset: u64,
+        bytes_lost: u64,
+    },
+    Output {
+        offset: u64,
+        t_ms: u64,
+        bytes: Vec<u8>,
+    },
+    Resize {
+        seq: u64,
+        offset: u64,
+        t_ms: u64,
+        cols: u16,
+        rows: u16,
+    },
     Exit(ExitRecord),
     /// The newest record may still grow; ask again at this time (ms) or when something new arrives.
     WaitUntil(u64),
@@ -134,10 +147,6 @@ impl Outbox {
         self.acked
     }
 
-    pub fn exit(&self) -> Option<ExitRecord> {
-        self.exit
-    }
-
     /// Appends output read at `t_ms`. Returns false (and ignores it) once the exit is recorded.
     pub fn push(&mut self, bytes: &[u8], t_ms: u64) -> bool {
         if self.exit.is_some() {
@@ -177,7 +186,12 @@ impl Outbox {
         }
         let seq = self.next_resize_seq;
         self.next_resize_seq += 1;
-        self.entries.push_back(Entry::Resize { seq, offset: self.total, t_ms, cols, rows });
+        let resize = Entry::Resize { seq, offset: self.total, t_ms, cols, rows };
+        // Dragging a window edge sends a burst of sizes with no output between them: only the last one matters.
+        match self.entries.back_mut() {
+            Some(last @ Entry::Resize { .. }) if last.end() == self.total => *last = resize,
+            _ => self.entries.push_back(resize),
+        }
     }
 
     /// Records the exit after the last output; later output is ignored.
@@ -501,12 +515,34 @@ mod tests {
         let mut ob = Outbox::new(BIG);
         ob.push(b"ab", 0);
         ob.push_resize(3, 3, 1);
-        ob.push_resize(4, 4, 2);
         let mut cursor = Cursor::new(0);
-        assert_eq!(drain(&ob, &mut cursor, BIG).len(), 3);
+        assert_eq!(drain(&ob, &mut cursor, BIG).len(), 2);
         assert_eq!(drain(&ob, &mut cursor, BIG), vec![]);
         ob.push(b"c", 100);
         assert_eq!(drain(&ob, &mut cursor, BIG), vec![output(2, 100, b"c")]);
+    }
+
+    #[test]
+    fn a_burst_of_resizes_without_output_between_keeps_the_last() {
+        let mut ob = Outbox::new(BIG);
+        ob.push(b"ab", 0);
+        ob.push_resize(3, 3, 1);
+        ob.push_resize(4, 4, 2);
+        ob.push(b"c", 100);
+        ob.push_resize(5, 5, 101);
+        let mut cursor = Cursor::new(0);
+        assert_eq!(
+            drain(&ob, &mut cursor, BIG),
+            vec![
+                output(0, 0, b"ab"),
+                Next::Resize { seq: 2, offset: 2, t_ms: 2, cols: 4, rows: 4 },
+                output(2, 100, b"c"),
+                Next::Resize { seq: 3, offset: 3, t_ms: 101, cols: 5, rows: 5 },
+            ]
+        );
+        // One that replaces a resize already sent is sent as well.
+        ob.push_resize(6, 6, 102);
+        assert_eq!(drain(&ob, &mut cursor, BIG), vec![Next::Resize { seq: 4, offset: 3, t_ms: 102, cols: 6, rows: 6 }]);
     }
 
     #[test]

@@ -48,10 +48,10 @@ impl PostgresStore {
             loop {
                 match listener.recv().await {
                     Ok(n) => {
-                        if let Some(notice) = LiveNotice::decode(n.payload()) {
-                            if tx.send(notice).await.is_err() {
-                                return;
-                            }
+                        if let Some(notice) = LiveNotice::decode(n.payload())
+                            && tx.send(notice).await.is_err()
+                        {
+                            return;
                         }
                     }
                     Err(e) => {

@@ -17,10 +17,13 @@ use crate::live::Hub;
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const MAX_BATCH_REQUESTS: usize = 4096;
 
+/// Where a request's outcome goes.
+type Reply = oneshot::Sender<StoreResult<AppendOutcome>>;
+
 struct WriteRequest {
     session_id: Uuid,
     writes: Vec<TranscriptWrite>,
-    reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+    reply: Reply,
 }
 
 /// Handle to the writer task. Cheap to clone.
@@ -71,8 +74,7 @@ async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<WriteR
 /// Commits requests grouped by session (in arrival order within each session) and answers them.
 async fn commit(store: &dyn Store, hub: &Hub, requests: Vec<WriteRequest>) {
     let mut order: Vec<Uuid> = Vec::new();
-    let mut groups: HashMap<Uuid, (Vec<TranscriptWrite>, Vec<oneshot::Sender<StoreResult<AppendOutcome>>>)> =
-        HashMap::new();
+    let mut groups: HashMap<Uuid, (Vec<TranscriptWrite>, Vec<Reply>)> = HashMap::new();
     for req in requests {
         let group = groups.entry(req.session_id).or_insert_with(|| {
             order.push(req.session_id);
@@ -107,7 +109,7 @@ async fn commit(store: &dyn Store, hub: &Hub, requests: Vec<WriteRequest>) {
     }
 }
 
-fn answer(replies: Vec<oneshot::Sender<StoreResult<AppendOutcome>>>, result: StoreResult<AppendOutcome>) {
+fn answer(replies: Vec<Reply>, result: StoreResult<AppendOutcome>) {
     match result {
         Ok(outcome) => {
             for r in replies {

@@ -17,7 +17,7 @@ use cmdop_protocol::ingest::{
 use cmdop_protocol::{ClientKind, EndReason, SessionState};
 use cmdop_store::{
     AppendOutcome, Member, NewClient, NewSession, OutputChunk, SessionEnd, StoreError, StoreResult, TranscriptWrite,
-    Viewer,
+    Viewer, validate_name,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -110,11 +110,14 @@ async fn run(
         Ok(Err(refusal)) => return Err(refusal),
         Err(_) => return Err(refuse("no `open` or `resume` within 30 seconds")),
     };
-    let (session_id, acked) = match hello {
-        RecorderFrame::Open(open) => (open_session(state, member, open).await?, 0),
+    // `ended`: the session had exited before this connection; it takes resends of what is stored and of its exit,
+    // nothing new.
+    let (session_id, acked, ended) = match hello {
+        RecorderFrame::Open(open) => (open_session(state, member, open).await?, 0, false),
         RecorderFrame::Resume { protocol, session_id } => {
             check_protocol(protocol)?;
-            (session_id, resume_session(state, member, session_id).await?)
+            let (acked, ended) = resume_session(state, member, session_id).await?;
+            (session_id, acked, ended)
         }
         _ => return Err(refuse("the first frame must be `open` or `resume`")),
     };
@@ -145,12 +148,18 @@ async fn run(
                         "output at offset {offset} leaves a hole after offset {expected}; declare a gap first"
                     )));
                 }
+                if ended && offset + bytes.len() as u64 > acked {
+                    return Err(refuse(format!("the session has ended after {acked} bytes; it takes no more output")));
+                }
                 expected = expected.max(offset + bytes.len() as u64);
                 TranscriptWrite::Output(OutputChunk { offset, t_ms, bytes })
             }
             Some(Frame::Control(RecorderFrame::Gap { at_offset, bytes_lost })) => {
                 if at_offset > expected {
                     return Err(refuse(format!("a gap at offset {at_offset} leaves a hole after offset {expected}")));
+                }
+                if ended && at_offset + bytes_lost > acked {
+                    return Err(refuse(format!("the session has ended after {acked} bytes; it takes no more output")));
                 }
                 expected = expected.max(at_offset + bytes_lost);
                 TranscriptWrite::Gap { at_offset, bytes_lost }
@@ -225,6 +234,8 @@ async fn open_session(state: &AppState, member: &Member, open: OpenSession) -> R
     if open.command.len() > 4096 || open.command.chars().any(|c| c.is_control()) {
         return Err(refuse("command: must be at most 4096 bytes without control characters"));
     }
+    // Checked before anything is created: a refused open leaves no session behind.
+    let client_name = validate_name("client_name", &open.client_name)?;
     let store = &state.store;
     let machine = store.recordable_machine(member.id, &open.machine, open.fleet.as_deref()).await?;
     if let Some(thread) = open.chat_thread {
@@ -248,17 +259,14 @@ async fn open_session(state: &AppState, member: &Member, open: OpenSession) -> R
         })
         .await?;
     store
-        .attach_client(
-            session_id,
-            NewClient { kind: open.client_kind, name: open.client_name, member_id: Some(member.id) },
-        )
+        .attach_client(session_id, NewClient { kind: open.client_kind, name: client_name, member_id: Some(member.id) })
         .await?;
     state.hub.clients_changed(session_id);
     Ok(session_id)
 }
 
-/// Returns the offset the recorder continues from.
-async fn resume_session(state: &AppState, member: &Member, session_id: Uuid) -> Result<u64, Refusal> {
+/// Returns the offset the recorder continues from, and whether the session has ended (with an exit).
+async fn resume_session(state: &AppState, member: &Member, session_id: Uuid) -> Result<(u64, bool), Refusal> {
     let recording = match state.store.recording_state(session_id).await {
         Ok(r) if r.started_by == member.id => r,
         // Another member's session is as good as missing.
@@ -268,8 +276,18 @@ async fn resume_session(state: &AppState, member: &Member, session_id: Uuid) -> 
     if recording.state == SessionState::Ended && recording.end_reason == Some(EndReason::RecorderLost) {
         // The recorder was given up for lost but is back: the session goes on.
         state.store.reopen_lost_session(session_id).await?;
+        // The sweep detached everyone, the recorder too: it is attached again, as what it opened the session as
+        // (the first recorder-kind client).
+        if let Ok(session) = state.store.session(&Viewer::Member(member.id), session_id).await
+            && let Some(recorder) = session.clients.iter().find(|c| matches!(c.kind, ClientKind::Cli | ClientKind::Bot))
+        {
+            let again = NewClient { kind: recorder.kind, name: recorder.name.clone(), member_id: Some(member.id) };
+            state.store.attach_client(session_id, again).await?;
+            state.hub.clients_changed(session_id);
+        }
+        return Ok((recording.total_bytes, false));
     }
-    Ok(recording.total_bytes)
+    Ok((recording.total_bytes, recording.state == SessionState::Ended))
 }
 
 async fn end_session(

@@ -1,5 +1,6 @@
 //! Helpers shared by the HTTP integration tests: an in-process router over a throwaway store (SQLite or
-//! PostgreSQL), requests driven with `tower::ServiceExt::oneshot` (no sockets), and readable responses.
+//! PostgreSQL), requests driven with `tower::ServiceExt::oneshot` (no sockets), and readable responses; for
+//! WebSocket tests, [`App::serve`] puts the same router on a real socket.
 
 #![allow(dead_code)]
 
@@ -51,6 +52,32 @@ impl App {
     pub fn with_public_url(t: TestStore, public_url: Option<&str>) -> Self {
         let state = AppState::new(t.store.clone(), public_url);
         App { t, state, router: tokio::sync::OnceCell::new() }
+    }
+
+    /// An app whose sessions end as `recorder_lost` after `grace` without word from their recorder.
+    pub fn with_recorder_grace(t: TestStore, grace: std::time::Duration) -> Self {
+        let mut app = Self::new(t);
+        app.state.recorder_grace = grace;
+        app
+    }
+
+    /// The state the router serves (for calling e.g. `reaper::sweep` directly).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves the router on a real socket (127.0.0.1, a free port) until the test's runtime ends; returns the
+    /// address. For WebSocket clients; plain requests keep using [`App::send`].
+    pub async fn serve(&self) -> SocketAddr {
+        let router = self.router().await;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind a test port");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .expect("test server");
+        });
+        addr
     }
 
     /// The router, built on first use (see [`ROUTE_GENERATION`]).

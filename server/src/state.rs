@@ -70,6 +70,19 @@ impl AppState {
         format!("http://{host}")
     }
 
+    /// Browsers send `Origin` on WebSocket handshakes and may attach the login cookie to a socket another site
+    /// opens: a socket whose origin is not the inspector's own is refused. Programs (recorders, bots) send none.
+    pub fn check_socket_origin(&self, headers: &HeaderMap) -> Result<(), crate::error::ApiError> {
+        let Some(origin) = headers.get(axum::http::header::ORIGIN) else { return Ok(()) };
+        let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+        let ours = self.base_url(headers);
+        let https_same_host = ours.strip_prefix("http://").map(|rest| format!("https://{rest}"));
+        if origin == ours || https_same_host.as_deref() == Some(origin) {
+            return Ok(());
+        }
+        Err(cmdop_store::StoreError::Forbidden(format!("WebSocket from origin {origin:?} refused: not {ours}")).into())
+    }
+
     /// How often a connected recorder's session is marked alive: well within the grace period.
     pub fn recorder_heartbeat(&self) -> Duration {
         (self.recorder_grace / 4).clamp(Duration::from_millis(50), Duration::from_secs(30))

@@ -52,6 +52,31 @@ common::both_backends!(
     chat_thread_is_linked_at_open,
 );
 
+/// Several replicas share one PostgreSQL database (SQLite is one process by design): a viewer on one replica
+/// follows a recorder writing through another, told by NOTIFY, and sees clients change and the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_viewer_on_another_replica_follows_the_session() {
+    let w = world(TestStore::postgres().await).await;
+    let replica = w.app.serve_replica().await;
+    let (mut r, id) = w.recording("tail -f /var/log/syslog").await;
+    r.output(0, b"first line\r\n").await;
+    r.acked_to(12).await;
+
+    let path = format!("/api/v1/sessions/{id}/live");
+    let ws = ws_connect(replica, &path, &w.alice_cookie).await.unwrap_or_else(|(s, b)| panic!("{path}: {s} {b}"));
+    let mut v = Viewer::new(ws, "viewer on the other replica");
+    v.until_event("live").await;
+    // Written through the first replica after the viewer caught up: it arrives only if the replicas talk.
+    r.output(12, b"second line\r\n").await;
+    r.acked_to(25).await;
+    v.until_offset(25).await;
+    assert_eq!(v.bytes(), b"first line\r\nsecond line\r\n");
+    r.exit(id, 25, 0).await;
+    assert_eq!(v.until_close().await, Some(1000));
+    let exit = v.events("exit").pop().unwrap_or_else(|| panic!("no exit event: {:?}", v.summary()));
+    assert_eq!(exit["exit_code"], json!(0));
+}
+
 /// How long any one step may take before the test fails.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -1172,10 +1197,20 @@ async fn resizes_reach_viewers_in_place(t: TestStore) {
     late.until_offset(20).await;
     assert_eq!(late.transcript_sequence(), expected, "replay: {:?}", late.summary());
 
-    // From past the resize: the bytes from there (the resize is behind it).
+    // From past the resize: first the size in effect there, then the bytes from there.
     let mut mid = w.viewer(id, Some(15), &w.alice_cookie).await;
     mid.until_offset(20).await;
-    assert_eq!(mid.transcript_sequence(), vec![Seen::Bytes { offset: 15, bytes: b"fghij".to_vec() }]);
+    assert_eq!(
+        mid.transcript_sequence(),
+        vec![
+            Seen::Event(json!({ "type": "resize", "offset": 15, "cols": 100, "rows": 30 })),
+            Seen::Bytes { offset: 15, bytes: b"fghij".to_vec() },
+        ]
+    );
+    // From before it: no size event up front.
+    let mut early = w.viewer(id, Some(5), &w.alice_cookie).await;
+    early.until_offset(20).await;
+    assert_eq!(early.transcript_sequence()[0], Seen::Bytes { offset: 5, bytes: b"56789".to_vec() });
 
     r.exit(id, 20, 0).await;
     assert_eq!(live.until_close().await, Some(1000));
@@ -1242,9 +1277,30 @@ async fn viewer_refusals_happen_before_the_upgrade(t: TestStore) {
             }
         }
     }
-    // Refused viewers were never attached.
+    // A browser page of another site may carry the login cookie; its socket is refused by origin. The
+    // inspector's own origin passes.
+    for (origin, status) in [("https://evil.example", Some(403)), (&format!("http://{}", w.addr) as &str, None)] {
+        let mut req = format!("ws://{}/api/v1/sessions/{id}/live", w.addr).into_client_request().unwrap();
+        let Auth::Cookie(cookie) = &w.alice_cookie else { panic!("alice signs in with a cookie") };
+        req.headers_mut().insert(COOKIE, cookie.parse().unwrap());
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let got = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.expect("handshake");
+        match (got, status) {
+            (Err(tungstenite::Error::Http(res)), Some(want)) => assert_eq!(res.status().as_u16(), want, "{origin}"),
+            (Ok((ws, _)), None) => {
+                // Attached once it says it is live; then it leaves.
+                let mut v = Viewer::new(ws, "same-origin viewer");
+                v.until_event("live").await;
+                let _ = v.ws.close(None).await;
+            }
+            (other, want) => panic!("origin {origin}: expected {want:?}, got {:?}", other.map(|_| "an open socket")),
+        }
+    }
+    // Refused viewers were never attached: besides the recorder only the same-origin viewer, which has left.
     let s = w.session(id).await;
-    assert_eq!(s["clients"].as_array().unwrap().len(), 1, "only the recorder: {s}");
+    let clients = s["clients"].as_array().unwrap();
+    let kinds: Vec<&str> = clients.iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["cli", "browser"], "{s}");
     r.exit(id, 0, 0).await;
 }
 

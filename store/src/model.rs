@@ -337,6 +337,9 @@ pub struct TranscriptSlice {
     pub resizes: Vec<ResizeAt>,
     /// True when the read stopped at its byte limit before the end of the retained transcript.
     pub more: bool,
+    /// The last resize before the requested offset: the terminal size in effect where the slice begins (`None`:
+    /// the session's starting size).
+    pub size_before: Option<ResizeAt>,
 }
 
 /// A piece of a transcript in offset order: what a viewer or an export walks through.

@@ -1200,7 +1200,24 @@ macro_rules! impl_sql_store {
                     })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
+                let size_before = sqlx::query(
+                    "SELECT at_offset, cols, rows FROM transcript_resizes WHERE session_id = $1 AND at_offset < $2 \
+                     ORDER BY at_offset DESC, t_ms DESC LIMIT 1",
+                )
+                .bind(id)
+                .bind(from_offset as i64)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| -> StoreResult<ResizeAt> {
+                    Ok(ResizeAt {
+                        offset: u64_col(&r, "at_offset")?,
+                        cols: r.try_get::<i32, _>("cols")? as u16,
+                        rows: r.try_get::<i32, _>("rows")? as u16,
+                    })
+                })
+                .transpose()?;
                 Ok(TranscriptSlice {
+                    size_before,
                     start_offset,
                     bytes,
                     total_bytes: total,

@@ -1115,6 +1115,7 @@ fn slice(start_offset: u64, bytes: &[u8], total_bytes: u64, gaps: Vec<Gap>, resi
         gaps,
         resizes,
         more: false,
+        size_before: None,
     }
 }
 

@@ -38,14 +38,16 @@ pub async fn ingest(
     CurrentMember(member): CurrentMember,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, crate::error::ApiError> {
+    state.check_socket_origin(&headers)?;
     let base_url = state.base_url(&headers);
     // Twice the largest valid frame: a frame somewhat over the limit reaches `decode_output`, which refuses it
     // with a message that says the limit; only absurd ones are cut off by the socket itself.
     let max_message = 2 * (OUTPUT_FRAME_HEADER + MAX_OUTPUT_FRAME_BYTES);
-    ws.max_message_size(max_message)
+    Ok(ws
+        .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| connection(state, member, base_url, socket))
+        .on_upgrade(move |socket| connection(state, member, base_url, socket)))
 }
 
 /// Why a connection ends early: said to the recorder in an `error` frame.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use cmdop_protocol::live::{CLOSE_POLICY_VIOLATION, LiveEvent, ViewerFrame, encode_live_output};
 use cmdop_protocol::{ClientKind, GapReason, SessionState};
@@ -36,8 +37,10 @@ pub async fn live(
     CurrentMember(member): CurrentMember,
     Path(id): Path<String>,
     Query(params): Query<LiveParams>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    state.check_socket_origin(&headers)?;
     let id = parse_session_id(&id)?;
     let from = match params.from.as_deref().filter(|f| !f.is_empty()) {
         None => 0,
@@ -158,7 +161,7 @@ async fn run(
         return c;
     }
 
-    let mut cursor = Cursor { offset: from, last_resize: None };
+    let mut cursor = Cursor::at(from);
     let mut announced_live = false;
     let mut clients_seen = None;
     let mut ended = session.state == SessionState::Ended;
@@ -216,7 +219,7 @@ async fn run(
                         return c;
                     }
                 }
-                Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor { offset: from, last_resize: None },
+                Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor::at(from),
                 Err(c) => return c,
             },
         }
@@ -240,9 +243,15 @@ struct Cursor {
     offset: u64,
     /// Resizes can come from both the store and the tail; the same one is not sent twice.
     last_resize: Option<(u64, u16, u16)>,
+    /// Nothing sent from here yet: the first read goes to the store, which knows the size in effect here.
+    fresh: bool,
 }
 
 impl Cursor {
+    fn at(offset: u64) -> Self {
+        Cursor { offset, last_resize: None, fresh: true }
+    }
+
     /// Sends everything committed after the cursor: from the hub's tail when it still holds it, else from the
     /// store, a page at a time.
     async fn catch_up(
@@ -256,7 +265,10 @@ impl Cursor {
     ) -> Result<(), Close> {
         loop {
             // Once the session has ended, the store alone says where the transcript ends.
-            if !ended && let Some(items) = feed.tail_from(self.offset) {
+            if !ended
+                && !self.fresh
+                && let Some(items) = feed.tail_from(self.offset)
+            {
                 return self.send_tail(&items, conn).await;
             }
             let page = state
@@ -264,6 +276,12 @@ impl Cursor {
                 .read_transcript_page(&who.viewer, id, self.offset, PAGE_BYTES)
                 .await
                 .map_err(store_close)?;
+            // A viewer starting after a resize learns the size in effect there first.
+            if std::mem::take(&mut self.fresh)
+                && let Some(r) = page.size_before
+            {
+                self.resize(self.offset, r.cols, r.rows, conn).await?;
+            }
             for piece in page.pieces(self.offset) {
                 match piece {
                     TranscriptPiece::Bytes { offset, bytes } => {

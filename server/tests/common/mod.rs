@@ -80,6 +80,25 @@ impl App {
         addr
     }
 
+    /// A second server replica on the same database (PostgreSQL), served on its own port: its own store
+    /// connection pool, hub and writer, as another `cmdop-inspector serve` process would have.
+    pub async fn serve_replica(&self) -> SocketAddr {
+        let store = cmdop_store::open(&self.t.url, self.t.clock.clone()).await.expect("open the database again");
+        let state = AppState::new(store, None);
+        let router = {
+            let _no_renders_now = ROUTE_GENERATION.write().await;
+            router(state)
+        };
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind a test port");
+        let addr = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .await
+                .expect("test replica");
+        });
+        addr
+    }
+
     /// The router, built on first use (see [`ROUTE_GENERATION`]).
     pub async fn router(&self) -> Router {
         let build = || async {

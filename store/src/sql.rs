@@ -1143,6 +1143,10 @@ macro_rules! impl_sql_store {
                 max_bytes: usize,
             ) -> StoreResult<TranscriptSlice> {
                 let session = self.session(viewer, id).await?;
+                // Everything below is bounded by the length read with the session: output committed after that
+                // read (chunks, gaps, resizes past it) belongs to the next read, so that one slice never pairs
+                // new chunks with an old list of gaps.
+                let known_end = session.transcript.total_bytes;
                 // Chunks are read in pages so that a bounded read does not fetch the whole ring buffer.
                 let mut start_offset = None;
                 let mut bytes = Vec::new();
@@ -1153,10 +1157,11 @@ macro_rules! impl_sql_store {
                 'pages: loop {
                     let rows = sqlx::query(
                         "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
-                         AND byte_offset + LENGTH(bytes) > $2 ORDER BY byte_offset LIMIT 256",
+                         AND byte_offset + LENGTH(bytes) > $2 AND byte_offset < $3 ORDER BY byte_offset LIMIT 256",
                     )
                     .bind(id)
                     .bind(next as i64)
+                    .bind(known_end as i64)
                     .fetch_all(&self.pool)
                     .await?;
                     if rows.is_empty() {
@@ -1226,9 +1231,10 @@ macro_rules! impl_sql_store {
                         .transcript
                         .gaps
                         .iter()
+                        .filter(|g| g.at_offset < known_end)
                         .map(|g| Gap { at_offset: g.at_offset, bytes_lost: g.bytes_lost, reason: g.reason })
                         .collect(),
-                    resizes,
+                    resizes: resizes.into_iter().filter(|r| r.offset <= known_end).collect(),
                     more,
                 })
             }

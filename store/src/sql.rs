@@ -192,7 +192,8 @@ macro_rules! impl_sql_store {
             // The UPDATE takes the session's row lock first (PostgreSQL), so concurrent appends serialize.
             let row = sqlx::query(
                 "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 RETURNING total_bytes, retained_bytes, \
-                 truncated_bytes, lost_bytes, (SELECT transcript_limit_bytes FROM fleets f WHERE f.id = sessions.fleet_id) AS limit_bytes",
+                 truncated_bytes, lost_bytes, retained_from, \
+                 (SELECT transcript_limit_bytes FROM fleets f WHERE f.id = sessions.fleet_id) AS limit_bytes",
             )
             .bind(Ts(now))
             .bind(session_id)
@@ -204,6 +205,7 @@ macro_rules! impl_sql_store {
             let mut truncated = u64_col(&row, "truncated_bytes")?;
             let mut lost = u64_col(&row, "lost_bytes")?;
             let limit = u64_col(&row, "limit_bytes")?;
+            let mut retained_from = u64_col(&row, "retained_from")?;
 
             for write in writes {
                 match write {
@@ -254,6 +256,9 @@ macro_rules! impl_sql_store {
                             .bind(fresh)
                             .execute(&mut **tx)
                             .await?;
+                            if retained == 0 {
+                                retained_from = total;
+                            }
                             total += fresh.len() as u64;
                             retained += fresh.len() as u64;
                         }
@@ -325,7 +330,7 @@ macro_rules! impl_sql_store {
                          WHERE session_id = $1 AND byte_offset >= $2 ORDER BY byte_offset LIMIT 512",
                     )
                     .bind(session_id)
-                    .bind(cut_below.unwrap_or(0) as i64)
+                    .bind(cut_below.unwrap_or(retained_from) as i64)
                     .fetch_all(&mut **tx)
                     .await?;
                     if rows.is_empty() {
@@ -349,33 +354,33 @@ macro_rules! impl_sql_store {
                     }
                 }
                 if let Some(cut) = cut_below {
-                    sqlx::query("DELETE FROM transcript_chunks WHERE session_id = $1 AND byte_offset < $2")
-                        .bind(session_id)
-                        .bind(cut as i64)
-                        .execute(&mut **tx)
-                        .await?;
+                    sqlx::query(
+                        "DELETE FROM transcript_chunks WHERE session_id = $1 AND byte_offset >= $2 AND byte_offset < $3",
+                    )
+                    .bind(session_id)
+                    .bind(retained_from as i64)
+                    .bind(cut as i64)
+                    .execute(&mut **tx)
+                    .await?;
+                    retained_from = cut;
                 }
             }
 
             sqlx::query(
-                "UPDATE sessions SET total_bytes = $1, retained_bytes = $2, truncated_bytes = $3, lost_bytes = $4 \
-                 WHERE id = $5",
+                "UPDATE sessions SET total_bytes = $1, retained_bytes = $2, truncated_bytes = $3, lost_bytes = $4, \
+                 retained_from = $5 WHERE id = $6",
             )
             .bind(total as i64)
             .bind(retained as i64)
             .bind(truncated as i64)
             .bind(lost as i64)
+            .bind(retained_from as i64)
             .bind(session_id)
             .execute(&mut **tx)
             .await?;
-            let retained_from: Option<i64> =
-                sqlx::query_scalar("SELECT MIN(byte_offset) FROM transcript_chunks WHERE session_id = $1")
-                    .bind(session_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
             Ok(AppendOutcome {
                 total_bytes: total,
-                retained_from: retained_from.map(|v| v as u64).unwrap_or(total),
+                retained_from: if retained == 0 { total } else { retained_from },
                 truncated_bytes: truncated,
             })
         }

@@ -50,6 +50,7 @@ pub async fn ingest(bin: &Path, opts: &IngestOptions, work_dir: &Path) -> anyhow
     }
     Ok(IngestRow {
         system: "asciinema stream --local".into(),
+        buffer: "—".into(),
         backend: "none (memory only)".into(),
         bytes: opts.size,
         run,

@@ -119,9 +119,13 @@ struct IngestArgs {
     /// (a) payload size
     #[arg(long = "ingest-size", global = true, default_value = "256MiB", value_parser = parse_size)]
     size: u64,
-    /// (a) `cmdop record --buffer-size` [default: cmdop's own, 64 MiB]
-    #[arg(long = "ingest-buffer-size", global = true, value_name = "SIZE")]
-    buffer_size: Option<String>,
+    /// (a) `cmdop record --buffer-size`: `auto` is the payload size plus 1 MiB (nothing can be dropped, so the
+    /// run measures the ingest), `default` leaves cmdop's own (64 MiB: a faster command loses its oldest bytes)
+    #[arg(long = "ingest-buffer-size", global = true, value_name = "SIZE", default_value = "auto")]
+    buffer_size: String,
+    /// (a) `cmdop record --flush-timeout`, seconds: how long cmdop waits for the server after the command ends
+    #[arg(long = "ingest-flush-timeout", global = true, default_value_t = 900)]
+    flush_timeout: u64,
     /// (a) runs of each recorder per store
     #[arg(long = "ingest-repeat", global = true, default_value_t = 1)]
     repeat: usize,
@@ -276,7 +280,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         let opts = IngestOptions {
             size: a.size,
             cmdop_bin: cmdop_bin.clone(),
-            buffer_size: a.buffer_size.clone(),
+            buffer_size: match a.buffer_size.as_str() {
+                "auto" => Some(format!("{}MiB", a.size.div_ceil(1 << 20) + 1)),
+                "default" => None,
+                size => Some(size.to_string()),
+            },
+            flush_timeout: a.flush_timeout,
             payload: payload.clone(),
         };
         let body = run_ingest(&opts, &server_opts, &backends, asciinema.as_deref(), a.repeat, &work_dir).await;
@@ -380,6 +389,7 @@ async fn run_ingest(
     match baseline {
         Ok(((run, read), window)) => rows.push(IngestRow {
             system: "PTY only (bench reads the master)".into(),
+            buffer: "—".into(),
             backend: "none".into(),
             bytes: read,
             run,

@@ -69,6 +69,38 @@ pub(crate) const FLEET_COLUMNS: &str = "id, name, retention_days, retention_min_
 
 pub(crate) const MEMBER_COLUMNS: &str = "id, email, display_name, is_bot, created_at";
 
+/// Rows per multi-row statement: 7 parameters each stays far below SQLite's 32,766 and PostgreSQL's 65,535.
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Where one session's transcript stands while a group commit is built.
+pub(crate) struct AppendState {
+    pub total: u64,
+    pub retained: u64,
+    pub truncated: u64,
+    pub lost: u64,
+    pub limit: u64,
+    pub retained_from: u64,
+}
+
+impl AppendState {
+    pub fn outcome(&self) -> crate::model::AppendOutcome {
+        crate::model::AppendOutcome {
+            total_bytes: self.total,
+            retained_from: if self.retained == 0 { self.total } else { self.retained_from },
+            truncated_bytes: self.truncated,
+        }
+    }
+}
+
+/// Rows a group commit will insert: (session, offset, t_ms, bytes), (session, at, bytes lost) and
+/// (session, at, t_ms, cols, rows).
+#[derive(Default)]
+pub(crate) struct PendingRows<'a> {
+    pub chunks: Vec<(uuid::Uuid, u64, u64, &'a [u8])>,
+    pub gaps: Vec<(uuid::Uuid, u64, u64)>,
+    pub resizes: Vec<(uuid::Uuid, u64, u64, u16, u16)>,
+}
+
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $backend:expr) => {
         use std::collections::HashMap;
@@ -182,207 +214,297 @@ macro_rules! impl_sql_store {
             }
         }
 
-        /// One session's share of a group commit. See [`Store::append_batch`].
-        async fn append_in_tx(
+        /// A group commit: every session's writes in one transaction, with a fixed number of statements per
+        /// batch (one read of the sessions, one multi-row INSERT per table, one UPDATE of the sessions) instead of
+        /// a few per write; only resends and ring-buffer trims cost statements of their own. See
+        /// [`Store::append_batch`].
+        async fn append_batch_in_tx(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            batch: &[(Uuid, Vec<TranscriptWrite>)],
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<AppendOutcome>> {
+            let mut states = load_append_states(tx, batch).await?;
+            let mut pending = PendingRows::default();
+            // Each entry's outcome is where its session stood after it (a session may come more than once).
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (session_id, writes) in batch {
+                let state = states.get_mut(session_id).ok_or_else(|| StoreError::NotFound("session".into()))?;
+                for write in writes {
+                    apply_write(tx, *session_id, state, write, &mut pending).await?;
+                }
+                outcomes.push(state.outcome());
+            }
+            flush_rows(tx, &mut pending).await?;
+            // Trimming happens once per session, after all its writes: its last entry reports the result.
+            for (index, (session_id, _)) in batch.iter().enumerate().rev() {
+                let state = states.get_mut(session_id).expect("loaded above");
+                if state.retained > state.limit {
+                    trim_ring_buffer(tx, *session_id, state).await?;
+                    outcomes[index] = state.outcome();
+                }
+            }
+            store_append_states(tx, &states, now).await?;
+            Ok(outcomes)
+        }
+
+        /// Reads (and on PostgreSQL locks, in id order so concurrent replicas cannot deadlock) the sessions a
+        /// batch writes to.
+        async fn load_append_states(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            batch: &[(Uuid, Vec<TranscriptWrite>)],
+        ) -> StoreResult<HashMap<Uuid, AppendState>> {
+            let mut states = HashMap::with_capacity(batch.len());
+            let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for part in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT s.id, s.total_bytes, s.retained_bytes, s.truncated_bytes, s.lost_bytes, s.retained_from, \
+                     f.transcript_limit_bytes AS limit_bytes FROM sessions s JOIN fleets f ON f.id = s.fleet_id \
+                     WHERE s.id IN (",
+                );
+                let mut list = qb.separated(", ");
+                for id in part {
+                    list.push_bind(*id);
+                }
+                qb.push(") ORDER BY s.id");
+                if $backend == Backend::Postgres {
+                    qb.push(" FOR UPDATE OF s");
+                }
+                for row in qb.build().fetch_all(&mut **tx).await? {
+                    states.insert(
+                        row.try_get::<Uuid, _>("id")?,
+                        AppendState {
+                            total: u64_col(&row, "total_bytes")?,
+                            retained: u64_col(&row, "retained_bytes")?,
+                            truncated: u64_col(&row, "truncated_bytes")?,
+                            lost: u64_col(&row, "lost_bytes")?,
+                            limit: u64_col(&row, "limit_bytes")?,
+                            retained_from: u64_col(&row, "retained_from")?,
+                        },
+                    );
+                }
+            }
+            Ok(states)
+        }
+
+        /// Checks one write against where the session stands and queues its rows.
+        async fn apply_write<'w>(
             tx: &mut sqlx::Transaction<'static, $db>,
             session_id: Uuid,
-            writes: &[TranscriptWrite],
-            now: DateTime<Utc>,
-        ) -> StoreResult<AppendOutcome> {
-            // The UPDATE takes the session's row lock first (PostgreSQL), so concurrent appends serialize.
-            let row = sqlx::query(
-                "UPDATE sessions SET last_seen_at = $1 WHERE id = $2 RETURNING total_bytes, retained_bytes, \
-                 truncated_bytes, lost_bytes, retained_from, \
-                 (SELECT transcript_limit_bytes FROM fleets f WHERE f.id = sessions.fleet_id) AS limit_bytes",
-            )
-            .bind(Ts(now))
-            .bind(session_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound("session".into()))?;
-            let mut total = u64_col(&row, "total_bytes")?;
-            let mut retained = u64_col(&row, "retained_bytes")?;
-            let mut truncated = u64_col(&row, "truncated_bytes")?;
-            let mut lost = u64_col(&row, "lost_bytes")?;
-            let limit = u64_col(&row, "limit_bytes")?;
-            let mut retained_from = u64_col(&row, "retained_from")?;
-
-            for write in writes {
-                match write {
-                    TranscriptWrite::Output(chunk) => {
-                        if chunk.bytes.is_empty() {
-                            continue;
-                        }
-                        if chunk.offset > total {
-                            return Err(StoreError::Conflict(format!(
-                                "output at offset {} leaves a hole after offset {total} that was not declared as a gap",
-                                chunk.offset
-                            )));
-                        }
-                        // What overlaps stored bytes is a resend: it must agree with them, whatever its chunking.
-                        // Bytes the ring buffer already dropped cannot be compared and are skipped.
-                        let overlap = (total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
-                        if overlap > 0 {
-                            let stored = sqlx::query(
-                                "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
-                                 AND byte_offset < $2 AND byte_offset + LENGTH(bytes) > $3 ORDER BY byte_offset",
-                            )
-                            .bind(session_id)
-                            .bind((chunk.offset + overlap as u64) as i64)
-                            .bind(chunk.offset as i64)
-                            .fetch_all(&mut **tx)
-                            .await?;
-                            for r in stored {
-                                let at = u64_col(&r, "byte_offset")?;
-                                let bytes: Vec<u8> = r.try_get("bytes")?;
-                                let lo = at.max(chunk.offset);
-                                let hi = (at + bytes.len() as u64).min(chunk.offset + overlap as u64);
-                                let mine = &chunk.bytes[(lo - chunk.offset) as usize..(hi - chunk.offset) as usize];
-                                if mine != &bytes[(lo - at) as usize..(hi - at) as usize] {
-                                    return Err(StoreError::Conflict(format!(
-                                        "bytes at offset {lo} differ from the stored ones"
-                                    )));
-                                }
-                            }
-                        }
-                        let fresh = &chunk.bytes[overlap..];
-                        if !fresh.is_empty() {
-                            sqlx::query(
-                                "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, $2, $3, $4)",
-                            )
-                            .bind(session_id)
-                            .bind(total as i64)
-                            .bind(chunk.t_ms as i64)
-                            .bind(fresh)
-                            .execute(&mut **tx)
-                            .await?;
-                            if retained == 0 {
-                                retained_from = total;
-                            }
-                            total += fresh.len() as u64;
-                            retained += fresh.len() as u64;
-                        }
+            state: &mut AppendState,
+            write: &'w TranscriptWrite,
+            pending: &mut PendingRows<'w>,
+        ) -> StoreResult<()> {
+            match write {
+                TranscriptWrite::Output(chunk) => {
+                    if chunk.bytes.is_empty() {
+                        return Ok(());
                     }
-                    TranscriptWrite::Gap { at_offset, bytes_lost } => {
-                        if *bytes_lost == 0 {
-                            return Err(StoreError::invalid("bytes_lost", "a gap must lose at least one byte"));
-                        }
-                        if *at_offset == total {
-                            sqlx::query(
-                                "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) \
-                                 VALUES ($1, $2, $3, 'recorder_offline')",
-                            )
-                            .bind(session_id)
-                            .bind(*at_offset as i64)
-                            .bind(*bytes_lost as i64)
-                            .execute(&mut **tx)
-                            .await?;
-                            total += bytes_lost;
-                            lost += bytes_lost;
-                            continue;
-                        }
-                        // Anything else must be the resend of a gap already stored.
-                        let stored: Option<i64> = sqlx::query_scalar(
-                            "SELECT bytes_lost FROM transcript_gaps WHERE session_id = $1 AND at_offset = $2",
+                    if chunk.offset > state.total {
+                        return Err(StoreError::Conflict(format!(
+                            "output at offset {} leaves a hole after offset {} that was not declared as a gap",
+                            chunk.offset, state.total
+                        )));
+                    }
+                    // What overlaps stored bytes is a resend: it must agree with them, whatever its chunking.
+                    // Bytes the ring buffer already dropped cannot be compared and are skipped.
+                    let overlap = (state.total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
+                    if overlap > 0 {
+                        // The comparison reads the table: what this batch queued must be in it.
+                        flush_rows(tx, pending).await?;
+                        let stored = sqlx::query(
+                            "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
+                             AND byte_offset < $2 AND byte_offset + LENGTH(bytes) > $3 ORDER BY byte_offset",
                         )
                         .bind(session_id)
-                        .bind(*at_offset as i64)
-                        .fetch_optional(&mut **tx)
+                        .bind((chunk.offset + overlap as u64) as i64)
+                        .bind(chunk.offset as i64)
+                        .fetch_all(&mut **tx)
                         .await?;
-                        if stored != Some(*bytes_lost as i64) {
-                            return Err(StoreError::Conflict(format!(
-                                "a gap at offset {at_offset} does not continue the transcript (stored up to {total})"
-                            )));
+                        for r in stored {
+                            let at = u64_col(&r, "byte_offset")?;
+                            let bytes: Vec<u8> = r.try_get("bytes")?;
+                            let lo = at.max(chunk.offset);
+                            let hi = (at + bytes.len() as u64).min(chunk.offset + overlap as u64);
+                            let mine = &chunk.bytes[(lo - chunk.offset) as usize..(hi - chunk.offset) as usize];
+                            if mine != &bytes[(lo - at) as usize..(hi - at) as usize] {
+                                return Err(StoreError::Conflict(format!(
+                                    "bytes at offset {lo} differ from the stored ones"
+                                )));
+                            }
                         }
                     }
-                    TranscriptWrite::Resize { offset, t_ms, cols, rows } => {
-                        if *cols == 0 || *rows == 0 {
-                            return Err(StoreError::invalid("size", "cols and rows must be at least 1"));
+                    let fresh = &chunk.bytes[overlap..];
+                    if !fresh.is_empty() {
+                        pending.chunks.push((session_id, state.total, chunk.t_ms, fresh));
+                        if state.retained == 0 {
+                            state.retained_from = state.total;
                         }
-                        if *offset > total {
-                            return Err(StoreError::Conflict(format!(
-                                "a resize at offset {offset} is past the end of the transcript ({total})"
-                            )));
-                        }
-                        sqlx::query(
-                            "INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) \
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                        )
-                        .bind(session_id)
-                        .bind(*offset as i64)
-                        .bind(*t_ms as i64)
-                        .bind(i32::from(*cols))
-                        .bind(i32::from(*rows))
-                        .execute(&mut **tx)
-                        .await?;
+                        state.total += fresh.len() as u64;
+                        state.retained += fresh.len() as u64;
                     }
                 }
-            }
-
-            // The ring buffer: past the fleet's limit the oldest chunks go, whole.
-            if retained > limit {
-                let mut excess = retained - limit;
-                let mut cut_below: Option<u64> = None;
-                while excess > 0 {
-                    let rows = sqlx::query(
-                        // LENGTH is an INT4 in PostgreSQL: cast it, to read it as i64 on both backends.
-                        "SELECT byte_offset, CAST(LENGTH(bytes) AS BIGINT) AS len FROM transcript_chunks \
-                         WHERE session_id = $1 AND byte_offset >= $2 ORDER BY byte_offset LIMIT 512",
+                TranscriptWrite::Gap { at_offset, bytes_lost } => {
+                    if *bytes_lost == 0 {
+                        return Err(StoreError::invalid("bytes_lost", "a gap must lose at least one byte"));
+                    }
+                    if *at_offset == state.total {
+                        pending.gaps.push((session_id, *at_offset, *bytes_lost));
+                        state.total += bytes_lost;
+                        state.lost += bytes_lost;
+                        return Ok(());
+                    }
+                    // Anything else must be the resend of a gap already stored.
+                    flush_rows(tx, pending).await?;
+                    let stored: Option<i64> = sqlx::query_scalar(
+                        "SELECT bytes_lost FROM transcript_gaps WHERE session_id = $1 AND at_offset = $2",
                     )
                     .bind(session_id)
-                    .bind(cut_below.unwrap_or(retained_from) as i64)
-                    .fetch_all(&mut **tx)
+                    .bind(*at_offset as i64)
+                    .fetch_optional(&mut **tx)
                     .await?;
-                    if rows.is_empty() {
+                    if stored != Some(*bytes_lost as i64) {
+                        return Err(StoreError::Conflict(format!(
+                            "a gap at offset {at_offset} does not continue the transcript (stored up to {})",
+                            state.total
+                        )));
+                    }
+                }
+                TranscriptWrite::Resize { offset, t_ms, cols, rows } => {
+                    if *cols == 0 || *rows == 0 {
+                        return Err(StoreError::invalid("size", "cols and rows must be at least 1"));
+                    }
+                    if *offset > state.total {
+                        return Err(StoreError::Conflict(format!(
+                            "a resize at offset {offset} is past the end of the transcript ({})",
+                            state.total
+                        )));
+                    }
+                    pending.resizes.push((session_id, *offset, *t_ms, *cols, *rows));
+                }
+            }
+            Ok(())
+        }
+
+        /// Writes the queued rows, one multi-row INSERT per table (per `ROWS_PER_STATEMENT` rows).
+        async fn flush_rows(tx: &mut sqlx::Transaction<'static, $db>, pending: &mut PendingRows<'_>) -> StoreResult<()> {
+            for part in pending.chunks.chunks(ROWS_PER_STATEMENT) {
+                let mut qb =
+                    QueryBuilder::<$db>::new("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) ");
+                qb.push_values(part, |mut row, (id, offset, t_ms, bytes)| {
+                    row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+            for part in pending.gaps.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) ",
+                );
+                qb.push_values(part, |mut row, (id, at, lost)| {
+                    row.push_bind(*id).push_bind(*at as i64).push_bind(*lost as i64).push("'recorder_offline'");
+                });
+                qb.build().execute(&mut **tx).await?;
+            }
+            for part in pending.resizes.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) ",
+                );
+                qb.push_values(part, |mut row, (id, at, t_ms, cols, rows)| {
+                    row.push_bind(*id)
+                        .push_bind(*at as i64)
+                        .push_bind(*t_ms as i64)
+                        .push_bind(i32::from(*cols))
+                        .push_bind(i32::from(*rows));
+                });
+                // A resent resize is the same row again.
+                qb.push(" ON CONFLICT DO NOTHING");
+                qb.build().execute(&mut **tx).await?;
+            }
+            pending.chunks.clear();
+            pending.gaps.clear();
+            pending.resizes.clear();
+            Ok(())
+        }
+
+        /// The ring buffer: past the fleet's limit the oldest chunks go, whole; the newest chunk always stays.
+        async fn trim_ring_buffer(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            session_id: Uuid,
+            state: &mut AppendState,
+        ) -> StoreResult<()> {
+            let mut excess = state.retained - state.limit;
+            let mut cut_below: Option<u64> = None;
+            while excess > 0 {
+                let rows = sqlx::query(
+                    // LENGTH is an INT4 in PostgreSQL: cast it, to read it as i64 on both backends.
+                    "SELECT byte_offset, CAST(LENGTH(bytes) AS BIGINT) AS len FROM transcript_chunks \
+                     WHERE session_id = $1 AND byte_offset >= $2 ORDER BY byte_offset LIMIT 512",
+                )
+                .bind(session_id)
+                .bind(cut_below.unwrap_or(state.retained_from) as i64)
+                .fetch_all(&mut **tx)
+                .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for r in &rows {
+                    let at = u64_col(r, "byte_offset")?;
+                    let len = u64_col(r, "len")?;
+                    if at + len >= state.total {
+                        excess = 0;
                         break;
                     }
-                    for r in &rows {
-                        let at = u64_col(r, "byte_offset")?;
-                        let len = u64_col(r, "len")?;
-                        // The newest chunk always stays, even if it alone is over the limit.
-                        if at + len >= total {
-                            excess = 0;
-                            break;
-                        }
-                        cut_below = Some(at + len);
-                        retained -= len;
-                        truncated += len;
-                        excess = excess.saturating_sub(len);
-                        if excess == 0 {
-                            break;
-                        }
+                    cut_below = Some(at + len);
+                    state.retained -= len;
+                    state.truncated += len;
+                    excess = excess.saturating_sub(len);
+                    if excess == 0 {
+                        break;
                     }
                 }
-                if let Some(cut) = cut_below {
-                    sqlx::query(
-                        "DELETE FROM transcript_chunks WHERE session_id = $1 AND byte_offset >= $2 AND byte_offset < $3",
-                    )
-                    .bind(session_id)
-                    .bind(retained_from as i64)
-                    .bind(cut as i64)
-                    .execute(&mut **tx)
-                    .await?;
-                    retained_from = cut;
-                }
             }
+            if let Some(cut) = cut_below {
+                sqlx::query(
+                    "DELETE FROM transcript_chunks WHERE session_id = $1 AND byte_offset >= $2 AND byte_offset < $3",
+                )
+                .bind(session_id)
+                .bind(state.retained_from as i64)
+                .bind(cut as i64)
+                .execute(&mut **tx)
+                .await?;
+                state.retained_from = cut;
+            }
+            Ok(())
+        }
 
-            sqlx::query(
-                "UPDATE sessions SET total_bytes = $1, retained_bytes = $2, truncated_bytes = $3, lost_bytes = $4, \
-                 retained_from = $5 WHERE id = $6",
-            )
-            .bind(total as i64)
-            .bind(retained as i64)
-            .bind(truncated as i64)
-            .bind(lost as i64)
-            .bind(retained_from as i64)
-            .bind(session_id)
-            .execute(&mut **tx)
-            .await?;
-            Ok(AppendOutcome {
-                total_bytes: total,
-                retained_from: if retained == 0 { total } else { retained_from },
-                truncated_bytes: truncated,
-            })
+        /// Writes every batched session's new lengths (and that it was heard from) in one UPDATE per
+        /// `ROWS_PER_STATEMENT` sessions. `VALUES` columns are `column1`.. in both dialects.
+        async fn store_append_states(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            states: &HashMap<Uuid, AppendState>,
+            now: DateTime<Utc>,
+        ) -> StoreResult<()> {
+            let all: Vec<(&Uuid, &AppendState)> = states.iter().collect();
+            for part in all.chunks(ROWS_PER_STATEMENT) {
+                let mut qb = QueryBuilder::<$db>::new(
+                    "UPDATE sessions SET total_bytes = v.column2, retained_bytes = v.column3, \
+                     truncated_bytes = v.column4, lost_bytes = v.column5, retained_from = v.column6, \
+                     last_seen_at = v.column7 FROM (",
+                );
+                qb.push_values(part, |mut row, (id, s)| {
+                    row.push_bind(**id)
+                        .push_bind(s.total as i64)
+                        .push_bind(s.retained as i64)
+                        .push_bind(s.truncated as i64)
+                        .push_bind(s.lost as i64)
+                        .push_bind(s.retained_from as i64)
+                        .push_bind(Ts(now));
+                });
+                qb.push(") AS v WHERE sessions.id = v.column1");
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
         }
 
         impl $store {
@@ -786,10 +908,7 @@ macro_rules! impl_sql_store {
                 batch: &[(Uuid, Vec<TranscriptWrite>)],
             ) -> StoreResult<Vec<AppendOutcome>> {
                 let mut tx = self.begin_write().await?;
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for (session_id, writes) in batch {
-                    outcomes.push(append_in_tx(&mut tx, *session_id, writes, self.clock.now()).await?);
-                }
+                let outcomes = append_batch_in_tx(&mut tx, batch, self.clock.now()).await?;
                 tx.commit().await?;
                 Ok(outcomes)
             }

@@ -1,0 +1,160 @@
+//! Rows as HTML. Everything a program printed is escaped: transcript text can never become markup.
+//!
+//! Classes (styled by the page's CSS): `r` a text row (`r w` when it wraps onto the next), `gap` a gap marker;
+//! inside rows `fg-N`/`bg-N` for the 16 themable colors, `fg-bg`/`bg-fg` for inverse video on default colors,
+//! `b` bold, `f` faint, `i` italic, `u` underline, `s` strikethrough, `k` blink. Other colors are inline styles.
+
+use crate::document::{GapRow, Row, gap_words};
+use crate::style::{Color, Span, Style};
+
+/// Appends one row. `data-o` is the byte offset the row stands for (`#offset=N` links find rows by it).
+pub fn push_row(out: &mut String, row: &Row) {
+    match row {
+        Row::Text(r) => {
+            out.push_str(if r.wrapped { "<div class=\"r w\" data-o=\"" } else { "<div class=\"r\" data-o=\"" });
+            out.push_str(&r.offset.to_string());
+            out.push_str("\">");
+            for span in &r.spans {
+                push_span(out, span);
+            }
+            out.push_str("</div>");
+        }
+        Row::Gap(g) => push_gap(out, g),
+    }
+}
+
+/// All rows, in order.
+pub fn rows<'a>(rows: impl IntoIterator<Item = &'a Row>) -> String {
+    let mut out = String::new();
+    for row in rows {
+        push_row(&mut out, row);
+    }
+    out
+}
+
+/// What a gap marker says: the exact byte count, a readable size and the cause.
+pub fn gap_label(g: &GapRow) -> String {
+    let exact = group_thousands(g.bytes);
+    let unit = if g.bytes == 1 { "byte" } else { "bytes" };
+    if g.bytes >= 1024 {
+        format!("{exact} {unit} ({}) {}", human_size(g.bytes), gap_words(g.reason))
+    } else {
+        format!("{exact} {unit} {}", gap_words(g.reason))
+    }
+}
+
+fn push_gap(out: &mut String, g: &GapRow) {
+    out.push_str("<div class=\"gap\" role=\"note\" data-o=\"");
+    out.push_str(&g.at_offset.to_string());
+    out.push_str("\" data-bytes=\"");
+    out.push_str(&g.bytes.to_string());
+    out.push_str("\"><span>");
+    escape_into(out, &gap_label(g));
+    out.push_str("</span></div>");
+}
+
+fn push_span(out: &mut String, span: &Span) {
+    if span.style.is_plain() {
+        escape_into(out, &span.text);
+        return;
+    }
+    let (class, style) = css(&span.style);
+    out.push_str("<span");
+    if !class.is_empty() {
+        out.push_str(" class=\"");
+        out.push_str(&class);
+        out.push('"');
+    }
+    if !style.is_empty() {
+        out.push_str(" style=\"");
+        out.push_str(&style);
+        out.push('"');
+    }
+    out.push('>');
+    escape_into(out, &span.text);
+    out.push_str("</span>");
+}
+
+/// Classes and inline style for a style. Inverse swaps foreground and background, defaults included.
+pub fn css(style: &Style) -> (String, String) {
+    let mut class: Vec<String> = Vec::new();
+    let mut inline = String::new();
+    let (fg, bg) = if style.inverse { (style.bg, style.fg) } else { (style.fg, style.bg) };
+    match fg {
+        Some(c) => color(&mut class, &mut inline, "fg", "color", c),
+        None if style.inverse => class.push("fg-bg".into()),
+        None => {}
+    }
+    match bg {
+        Some(c) => color(&mut class, &mut inline, "bg", "background-color", c),
+        None if style.inverse => class.push("bg-fg".into()),
+        None => {}
+    }
+    for (on, name) in [
+        (style.bold, "b"),
+        (style.faint, "f"),
+        (style.italic, "i"),
+        (style.underline, "u"),
+        (style.strikethrough, "s"),
+        (style.blink, "k"),
+    ] {
+        if on {
+            class.push(name.into());
+        }
+    }
+    (class.join(" "), inline)
+}
+
+fn color(class: &mut Vec<String>, inline: &mut String, prefix: &str, property: &str, c: Color) {
+    match (c, c.css()) {
+        (Color::Indexed(n), None) => class.push(format!("{prefix}-{n}")),
+        (_, Some(value)) => {
+            inline.push_str(property);
+            inline.push(':');
+            inline.push_str(&value);
+            inline.push(';');
+        }
+        (Color::Rgb(..), None) => {}
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_into(out: &mut String, text: &str) {
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // C0/C1 controls never reach a cell, but a NUL in the DOM is never wanted.
+            '\0' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+}
+
+/// 1234567 -> "1,234,567".
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Binary units with one decimal: "1.5 MiB".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

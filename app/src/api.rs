@@ -1,6 +1,6 @@
 //! Server functions: thin. Authorize, call the store, map the error.
 
-use cmdop_protocol::{MemberInfo, SessionList};
+use cmdop_protocol::{ChatThread, MemberInfo, Session, SessionList};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,50 @@ pub async fn list_sessions(cursor: Option<String>) -> Result<SessionList, Server
     let (ctx, member) = server::require_member().await?;
     let query = cmdop_store::SessionQuery { cursor, ..Default::default() };
     ctx.store.list_sessions(&cmdop_store::Viewer::Member(member.id), &query).await.map_err(server::store_error)
+}
+
+/// Rows the server renders for the first paint of a transcript; older ones come with the browser's replay (and are
+/// all in the text download).
+pub const SNAPSHOT_ROWS: usize = 5_000;
+
+/// Everything the session page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionPageData {
+    pub session: Session,
+    pub chat: Option<ChatThread>,
+    /// Server-rendered transcript rows (escaped HTML) for the first paint and for readers without JavaScript.
+    /// Not serialized: the browser rebuilds the terminal from the live stream, so the HTML travels once.
+    #[serde(skip)]
+    pub snapshot_html: String,
+    /// Rows left out of the snapshot (the oldest), if any.
+    pub snapshot_rows_omitted: u64,
+}
+
+/// One session, if the signed-in member may see it (`None`: not found, which is also what an invisible session
+/// looks like).
+#[server(prefix = "/rpc", endpoint = "session")]
+pub async fn session_page(id: String) -> Result<Option<SessionPageData>, ServerFnError> {
+    let (ctx, member) = server::require_member().await?;
+    let Ok(id) = id.parse::<uuid::Uuid>() else {
+        server::not_found();
+        return Ok(None);
+    };
+    let viewer = cmdop_store::Viewer::Member(member.id);
+    let session = match ctx.store.session(&viewer, id).await {
+        Ok(s) => s,
+        Err(cmdop_store::StoreError::NotFound(_)) => {
+            server::not_found();
+            return Ok(None);
+        }
+        Err(e) => return Err(server::store_error(e)),
+    };
+    let chat = match &session.chat_thread {
+        Some(thread) => Some(ctx.store.chat_thread(&viewer, thread.id).await.map_err(server::store_error)?),
+        None => None,
+    };
+    let slice = ctx.store.read_transcript(&viewer, id, 0).await.map_err(server::store_error)?;
+    let (snapshot_html, snapshot_rows_omitted) = server::snapshot(&session, &slice);
+    Ok(Some(SessionPageData { session, chat, snapshot_html, snapshot_rows_omitted }))
 }
 
 #[cfg(feature = "ssr")]
@@ -53,6 +97,23 @@ mod server {
                 Err(ServerFnError::new("You are signed out. Sign in to see sessions."))
             }
         }
+    }
+
+    pub fn not_found() {
+        set_status(http::StatusCode::NOT_FOUND);
+    }
+
+    /// The transcript as the page first shows it: the last `SNAPSHOT_ROWS` rows, in the same markup the browser
+    /// renders afterwards.
+    pub fn snapshot(session: &cmdop_protocol::Session, slice: &cmdop_store::TranscriptSlice) -> (String, u64) {
+        let doc = crate::transcript_view::document_from_slice(session, slice);
+        let rows: Vec<cmdop_transcript::Row> = doc.history().iter().cloned().collect();
+        let screen = doc.screen_rows();
+        let total = rows.len() + screen.len();
+        let omitted = total.saturating_sub(super::SNAPSHOT_ROWS);
+        let history = &rows[omitted.min(rows.len())..];
+        let screen = &screen[omitted.saturating_sub(rows.len())..];
+        (crate::transcript_view::markup(history, screen), omitted as u64 + doc.dropped_rows())
     }
 
     fn set_status(status: http::StatusCode) {

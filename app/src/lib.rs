@@ -6,9 +6,12 @@
 pub mod api;
 pub mod components;
 pub mod format;
+#[cfg(feature = "hydrate")]
+mod live_view;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+pub mod transcript_view;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -50,6 +53,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::LoginPage />
                 // Async: the whole page, data included, arrives as plain HTML: readable before hydration and without JS.
                 <Route path=path!("/sessions") view=pages::SessionsPage ssr=SsrMode::Async />
+                <Route path=path!("/sessions/:id") view=pages::SessionPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

@@ -18,8 +18,16 @@ pub const CLOSE_POLICY_VIOLATION: u16 = 1008;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveEvent {
-    /// First frame: where the replay starts and how long the transcript is now.
-    Hello { from: u64, total_bytes: u64, cols: u16, rows: u16 },
+    /// First frame: where the replay starts and how long the transcript is now. `client_id` is this viewer's
+    /// attached client (while the session is active), so that a page can mark itself in the clients list.
+    Hello {
+        from: u64,
+        total_bytes: u64,
+        cols: u16,
+        rows: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<uuid::Uuid>,
+    },
     /// Bytes from `at_offset` on are missing: dropped by the ring buffer (`truncated`) or lost while the recorder
     /// was offline. Output continues at `at_offset + bytes_lost`.
     Gap { at_offset: u64, bytes_lost: u64, reason: GapReason },

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use cmdop_protocol::{ClientKind, EndReason};
 use cmdop_store::{
-    NewClient, NewMember, NewSession, OutputChunk, Role, SessionEnd, Store, StoreError, StoreResult, secrets,
+    NewClient, NewMember, NewSession, OutputChunk, Role, SessionEnd, Store, StoreError, StoreResult, TranscriptWrite,
+    secrets,
 };
 use portable_pty::{CommandBuilder, PtySize, native_pty_system};
 
@@ -28,10 +29,18 @@ struct Script {
     by_bot: bool,
     command: &'static str,
     script: &'static str,
+    /// Shows what a recorder outage looks like: before output chunk N, this many bytes were lost.
+    lost: Option<(usize, u64)>,
 }
 
 const SCRIPTS: &[Script] = &[
-    Script { machine: "web-1", by_bot: false, command: "ls -la --color=always /", script: "ls -la --color=always /" },
+    Script {
+        machine: "web-1",
+        by_bot: false,
+        command: "ls -la --color=always /",
+        script: "ls -la --color=always /",
+        lost: None,
+    },
     Script {
         machine: "db-1",
         by_bot: false,
@@ -42,6 +51,7 @@ echo "  0002_sessions.sql ........ ok"; sleep 0.05
 printf '  0003_users.sql ........... \033[1;31mFAILED\033[0m\n'
 printf '\033[31merror:\033[0m relation "users" already exists (SQLSTATE 42P07)\n' >&2
 exit 3"#,
+        lost: None,
     },
     Script {
         machine: "web-1",
@@ -54,6 +64,7 @@ for i in $(seq 0 5 100); do
   sleep 0.03
 done
 printf '\n\033[32m✔ release built\033[0m in 0.6s\n'"#,
+        lost: Some((2, 18_432)),
     },
     Script {
         machine: "db-1",
@@ -65,6 +76,7 @@ for c in 90 91 92 93 94 95 96 97; do printf '\033[%dm %d \033[0m' $c $c; done; e
 for c in $(seq 16 51); do printf '\033[48;5;%dm  \033[0m' $c; done; echo
 for r in $(seq 0 12 255); do printf '\033[48;2;%d;80;160m \033[0m' $r; done; echo
 printf 'wide: 日本語 ✓  emoji: 🚀\n'"#,
+        lost: None,
     },
 ];
 
@@ -116,7 +128,17 @@ pub async fn seed(store: &dyn Store) -> StoreResult<DemoLogins> {
         let run = tokio::task::spawn_blocking(move || run_in_pty(&script)).await.expect("pty thread");
         let (chunks, exit_code) =
             run.map_err(|e| StoreError::invalid("demo", format!("running a demo program: {e}")))?;
-        store.append_output(session, &chunks).await?;
+        let mut writes = Vec::with_capacity(chunks.len() + 1);
+        let mut shift = 0;
+        for (i, mut chunk) in chunks.into_iter().enumerate() {
+            if let Some((_, bytes_lost)) = s.lost.filter(|(at, _)| *at == i) {
+                writes.push(TranscriptWrite::Gap { at_offset: chunk.offset, bytes_lost });
+                shift = bytes_lost;
+            }
+            chunk.offset += shift;
+            writes.push(TranscriptWrite::Output(chunk));
+        }
+        store.append(session, writes).await?;
         store
             .end_session(
                 session,

@@ -23,6 +23,56 @@ pub fn push_row(out: &mut String, row: &Row) {
     }
 }
 
+/// A text row with find matches marked: `marks` are (first char, end char, is the current match). A match that
+/// crosses styles is marked in each span it covers.
+pub fn push_row_marked(out: &mut String, row: &crate::document::TextRow, marks: &[(usize, usize, bool)]) {
+    out.push_str(if row.wrapped { "<div class=\"r w\" data-o=\"" } else { "<div class=\"r\" data-o=\"" });
+    out.push_str(&row.offset.to_string());
+    out.push_str("\">");
+    let mark_at = |p: usize| marks.iter().find(|m| m.0 <= p && p < m.1).map(|m| m.2);
+    let mut at = 0usize;
+    for span in &row.spans {
+        let chars: Vec<char> = span.text.chars().collect();
+        let mut pieces = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            let state = mark_at(at + i);
+            let run = chars[i..].iter().enumerate().take_while(|(k, _)| mark_at(at + i + k) == state).count();
+            let text: String = chars[i..i + run].iter().collect();
+            match state {
+                Some(current) => {
+                    pieces.push_str(if current { "<mark class=\"cur\">" } else { "<mark>" });
+                    escape_into(&mut pieces, &text);
+                    pieces.push_str("</mark>");
+                }
+                None => escape_into(&mut pieces, &text),
+            }
+            i += run;
+        }
+        at += chars.len();
+        if span.style.is_plain() {
+            out.push_str(&pieces);
+        } else {
+            let (class, style) = css(&span.style);
+            out.push_str("<span");
+            if !class.is_empty() {
+                out.push_str(" class=\"");
+                out.push_str(&class);
+                out.push('"');
+            }
+            if !style.is_empty() {
+                out.push_str(" style=\"");
+                out.push_str(&style);
+                out.push('"');
+            }
+            out.push('>');
+            out.push_str(&pieces);
+            out.push_str("</span>");
+        }
+    }
+    out.push_str("</div>");
+}
+
 /// All rows, in order.
 pub fn rows<'a>(rows: impl IntoIterator<Item = &'a Row>) -> String {
     let mut out = String::new();

@@ -138,3 +138,16 @@ fn history_is_bounded_and_counts_what_it_dropped() {
     assert_eq!(d.dropped_rows(), 50 - 4 - 10);
     assert_eq!(text_rows(&d)[0].text(), "36");
 }
+
+#[test]
+fn find_marks_cross_styles_and_stay_escaped() {
+    let d = doc(b"a<b \x1b[31mred\x1b[0mdy\r\n");
+    let row = &text_rows(&d)[0];
+    let mut out = String::new();
+    // "a<b reddy": mark "<b" (current) and "reddy" (crossing from red into plain).
+    html::push_row_marked(&mut out, row, &[(1, 3, true), (4, 9, false)]);
+    assert_eq!(
+        out,
+        r#"<div class="r" data-o="0">a<mark class="cur">&lt;b</mark> <span class="fg-1"><mark>red</mark></span><mark>dy</mark></div>"#
+    );
+}

@@ -109,7 +109,7 @@ fn SessionRow(s: Session) -> impl IntoView {
         <tr data-session-id=s.id.to_string()>
             <td class="machine">{s.machine.clone()}</td>
             <td title=s.user.clone()>{s.user_name.clone()}</td>
-            <td class="command"><code>{s.command.clone()}</code></td>
+            <td class="command"><a href=format!("/sessions/{}", s.id)><code>{s.command.clone()}</code></a></td>
             <td><span class=state_class>{state_text}</span></td>
             <td class="started">{format::timestamp(s.started_at)}</td>
             <td class="num">{format::duration_ms(s.duration_ms)}</td>

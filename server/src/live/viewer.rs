@@ -155,8 +155,13 @@ async fn run(
             Err(e) => return store_close(e),
         }
     }
-    let hello =
-        LiveEvent::Hello { from, total_bytes: session.transcript.total_bytes, cols: session.cols, rows: session.rows };
+    let hello = LiveEvent::Hello {
+        from,
+        total_bytes: session.transcript.total_bytes,
+        cols: session.cols,
+        rows: session.rows,
+        client_id: *client,
+    };
     if let Err(c) = conn.event(&hello).await {
         return c;
     }

@@ -1,0 +1,414 @@
+//! The browser half of the session page: follows the live stream, keeps a terminal ([`Document`]) of the
+//! transcript, and draws it into the server-rendered transcript element. Also find-in-transcript, `#offset=N`
+//! links and the copy button. Browser only (compiled with `hydrate`).
+//!
+//! The stream is replayed from offset 0, so the browser's terminal is the server's snapshot rebuilt; until the
+//! replay reaches the live tail the snapshot stays on screen, then the browser's own rendering takes over (same
+//! markup) and is updated at most once per animation frame.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use cmdop_protocol::SessionState;
+use cmdop_protocol::live::{LiveEvent, decode_live_output};
+use cmdop_transcript::{Document, Row, html};
+use futures::StreamExt;
+use gloo_net::websocket::Message;
+use gloo_net::websocket::futures::WebSocket;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::pages::LiveState;
+use crate::transcript_view::{BLOCK_ROWS, markup};
+
+/// The page's live transcript; one session page at a time.
+struct Live {
+    doc: Document,
+    root: web_sys::HtmlElement,
+    /// The replay has reached the live tail: draw.
+    caught_up: bool,
+    /// History rows drawn so far, counted from the first row ever (dropped ones included).
+    drawn_rows: u64,
+    drawn_dropped: u64,
+    /// Rows in the last history block.
+    last_block_rows: usize,
+    drawn_revision: Option<u64>,
+    frame_pending: bool,
+    /// `#offset=N` from the URL, until it has been shown.
+    target: Option<u64>,
+    find: Option<FindState>,
+}
+
+struct FindState {
+    query: String,
+    /// (row index in all rows, char start, char end)
+    matches: Vec<(usize, usize, usize)>,
+    current: usize,
+    /// Rows drawn with marks, to be drawn plainly again.
+    marked_rows: Vec<usize>,
+}
+
+thread_local! {
+    static LIVE: RefCell<Option<Rc<RefCell<Live>>>> = const { RefCell::new(None) };
+}
+
+/// Starts following session `id`, drawing into `root`.
+pub fn follow(id: uuid::Uuid, root: web_sys::HtmlDivElement, live: LiveState) {
+    let target = location_hash().and_then(|h| h.strip_prefix("#offset=").and_then(|n| n.parse::<u64>().ok()));
+    let state = Rc::new(RefCell::new(Live {
+        doc: Document::new(80, 24, 0),
+        root: root.unchecked_into(),
+        caught_up: false,
+        drawn_rows: 0,
+        drawn_dropped: 0,
+        last_block_rows: 0,
+        drawn_revision: None,
+        frame_pending: false,
+        target,
+        find: None,
+    }));
+    LIVE.with(|l| *l.borrow_mut() = Some(state.clone()));
+    leptos::task::spawn_local(run(id, state, live));
+    tick_duration(live);
+}
+
+/// While the session runs, its duration goes up by itself.
+fn tick_duration(live: LiveState) {
+    let started = js_sys::Date::now();
+    let base = live.duration_ms.get_untracked();
+    let handle = set_interval_with_handle(
+        move || {
+            if live.state.get_untracked() == SessionState::Active {
+                live.duration_ms.set(base + (js_sys::Date::now() - started) as u64);
+            }
+        },
+        std::time::Duration::from_secs(1),
+    );
+    if let Ok(handle) = handle {
+        on_cleanup(move || handle.clear());
+    }
+}
+
+async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState) {
+    let mut attempt = 0u32;
+    let mut first = true;
+    loop {
+        let from = if first { 0 } else { state.borrow().doc.end_offset() };
+        let url = live_url(id, from);
+        let ws = match WebSocket::open(&url) {
+            Ok(ws) => ws,
+            Err(e) => {
+                live.link_status.set(format!("Cannot open the live stream: {e}"));
+                return;
+            }
+        };
+        let (_write, mut read) = ws.split();
+        let mut ended = false;
+        let mut fatal = false;
+        while let Some(msg) = read.next().await {
+            match msg {
+                Ok(Message::Bytes(frame)) => {
+                    if let Some((offset, bytes)) = decode_live_output(&frame) {
+                        state.borrow_mut().doc.feed(offset, bytes);
+                        schedule_draw(&state);
+                    }
+                }
+                Ok(Message::Text(text)) => match serde_json::from_str::<LiveEvent>(&text) {
+                    Ok(event) => {
+                        attempt = 0;
+                        match handle_event(&state, live, event, first) {
+                            Flow::Go => {}
+                            Flow::Ended => ended = true,
+                            Flow::Fatal => fatal = true,
+                        }
+                        first = false;
+                    }
+                    Err(e) => leptos::logging::warn!("live stream: unreadable event: {e}"),
+                },
+                Err(_) => break,
+            }
+        }
+        if ended || fatal || live.state.get_untracked() == SessionState::Ended {
+            live.this_tab.set(None);
+            if !fatal {
+                live.link_status.set(String::new());
+            }
+            return;
+        }
+        // The server went away or the network dropped: resume where the terminal ends.
+        attempt += 1;
+        live.link_status.set("Live stream interrupted; reconnecting…".into());
+        let delay = (500u32 << attempt.min(5)).min(15_000);
+        sleep_ms(delay).await;
+    }
+}
+
+enum Flow {
+    Go,
+    Ended,
+    Fatal,
+}
+
+fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, first: bool) -> Flow {
+    match event {
+        LiveEvent::Hello { cols, rows, client_id, .. } => {
+            if first {
+                let mut s = state.borrow_mut();
+                s.doc = Document::new(cols, rows, 0);
+            }
+            live.this_tab.set(client_id);
+            live.link_status.set(String::new());
+        }
+        LiveEvent::Gap { at_offset, bytes_lost, reason } => {
+            state.borrow_mut().doc.gap(at_offset, bytes_lost, reason);
+            schedule_draw(state);
+        }
+        LiveEvent::Resize { cols, rows, .. } => {
+            state.borrow_mut().doc.resize(cols, rows);
+            schedule_draw(state);
+        }
+        LiveEvent::Live { offset } => {
+            live.total_bytes.set(offset.max(live.total_bytes.get_untracked()));
+            state.borrow_mut().caught_up = true;
+            schedule_draw(state);
+        }
+        LiveEvent::Clients { clients } => live.clients.set(clients),
+        LiveEvent::Exit { exit_code, end_reason, duration_ms, total_bytes, .. } => {
+            live.state.set(SessionState::Ended);
+            live.exit_code.set(exit_code);
+            live.end_reason.set(end_reason);
+            live.duration_ms.set(duration_ms);
+            live.total_bytes.set(total_bytes);
+            live.clients.set(Vec::new());
+            state.borrow_mut().caught_up = true;
+            schedule_draw(state);
+            return Flow::Ended;
+        }
+        LiveEvent::Error { error } => {
+            live.link_status.set(format!("Live stream stopped: {error}"));
+            return Flow::Fatal;
+        }
+        LiveEvent::Pong => {}
+    }
+    let end = state.borrow().doc.end_offset();
+    if end > live.total_bytes.get_untracked() {
+        live.total_bytes.set(end);
+    }
+    Flow::Go
+}
+
+fn schedule_draw(state: &Rc<RefCell<Live>>) {
+    {
+        let mut s = state.borrow_mut();
+        if s.frame_pending || !s.caught_up {
+            return;
+        }
+        s.frame_pending = true;
+    }
+    let state = state.clone();
+    request_animation_frame(move || {
+        let mut s = state.borrow_mut();
+        s.frame_pending = false;
+        s.draw();
+    });
+}
+
+impl Live {
+    fn draw(&mut self) {
+        if self.drawn_revision == Some(self.doc.revision()) {
+            return;
+        }
+        let full = self.drawn_revision.is_none() || self.doc.dropped_rows() != self.drawn_dropped;
+        self.drawn_revision = Some(self.doc.revision());
+        // Find marks refer to rows as they were: a redraw clears them.
+        self.find = None;
+        let history = self.doc.history();
+        let total_rows = self.doc.dropped_rows() + history.len() as u64;
+        let screen = self.doc.screen_rows();
+        if full {
+            let rows: Vec<Row> = history.iter().cloned().collect();
+            self.root.set_inner_html(&markup(&rows, &screen));
+            self.drawn_dropped = self.doc.dropped_rows();
+            self.drawn_rows = total_rows;
+            self.last_block_rows = if rows.is_empty() { BLOCK_ROWS } else { (rows.len() - 1) % BLOCK_ROWS + 1 };
+        } else {
+            let first_new = (self.drawn_rows - self.doc.dropped_rows()) as usize;
+            let hist = self.root.query_selector(".hist").ok().flatten();
+            if let Some(hist) = hist {
+                for row in history.iter().skip(first_new) {
+                    if self.last_block_rows >= BLOCK_ROWS {
+                        let _ = hist.insert_adjacent_html("beforeend", "<div class=\"blk\"></div>");
+                        self.last_block_rows = 0;
+                    }
+                    let mut out = String::new();
+                    html::push_row(&mut out, row);
+                    if let Some(block) = hist.last_element_child() {
+                        let _ = block.insert_adjacent_html("beforeend", &out);
+                    }
+                    self.last_block_rows += 1;
+                }
+            }
+            self.drawn_rows = total_rows;
+            if let Ok(Some(screen_el)) = self.root.query_selector(".screen") {
+                let mut out = String::new();
+                for row in &screen {
+                    html::push_row(&mut out, row);
+                }
+                screen_el.set_inner_html(&out);
+            }
+        }
+        if let Some(target) = self.target.take() {
+            self.show_offset(target);
+        }
+    }
+
+    /// Scrolls to the row where byte `offset` was printed and marks it.
+    fn show_offset(&self, offset: u64) {
+        let rows = self.doc.all_rows();
+        let index = rows.iter().rposition(|r| r.offset() <= offset).unwrap_or(0);
+        if let Some(el) = self.row_element(index) {
+            let _ = el.class_list().add_1("target");
+            scroll_to(&el);
+        }
+    }
+
+    fn row_element(&self, index: usize) -> Option<web_sys::Element> {
+        let nodes = self.root.query_selector_all(".r, .gap").ok()?;
+        nodes.item(index as u32)?.dyn_into::<web_sys::Element>().ok()
+    }
+}
+
+/// Finds `query` in the transcript (case-insensitive) and moves to the next (or previous) match; returns
+/// (current index, number of matches).
+pub fn find(query: &str, forward: bool) -> Option<(usize, usize)> {
+    let live = LIVE.with(|l| l.borrow().clone())?;
+    let mut s = live.borrow_mut();
+    // Draw first, so that rows on screen and rows searched are the same.
+    s.draw();
+    let query = query.trim().to_lowercase();
+    if query.is_empty() {
+        s.clear_marks();
+        s.find = None;
+        return None;
+    }
+    let rows = s.doc.all_rows();
+    let same_query = s.find.as_ref().is_some_and(|f| f.query == query);
+    if !same_query {
+        s.clear_marks();
+        let mut matches = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Row::Text(t) = row {
+                let text = t.text().to_lowercase();
+                let mut from = 0;
+                while let Some(pos) = text[from..].find(&query) {
+                    let start = text[..from + pos].chars().count();
+                    let len = query.chars().count();
+                    matches.push((i, start, start + len));
+                    from += pos + query.len().max(1);
+                }
+            }
+        }
+        let n = matches.len();
+        s.find = Some(FindState {
+            query,
+            matches,
+            current: if forward { n.saturating_sub(1) } else { 0 },
+            marked_rows: Vec::new(),
+        });
+    }
+    let f = s.find.as_mut().expect("set above");
+    let n = f.matches.len();
+    if n == 0 {
+        return Some((0, 0));
+    }
+    f.current = if forward { (f.current + 1) % n } else { (f.current + n - 1) % n };
+    let current = f.current;
+    let (row_index, ..) = f.matches[current];
+    s.mark_rows(&rows, current);
+    if let Some(el) = s.row_element(row_index) {
+        scroll_to(&el);
+        set_hash(&format!("#offset={}", rows[row_index].offset()));
+    }
+    Some((current, n))
+}
+
+impl Live {
+    fn mark_rows(&mut self, rows: &[Row], current: usize) {
+        self.clear_marks();
+        let Some(f) = self.find.as_ref() else { return };
+        let mut by_row: std::collections::BTreeMap<usize, Vec<(usize, usize, bool)>> = Default::default();
+        for (i, (row, start, end)) in f.matches.iter().enumerate() {
+            by_row.entry(*row).or_default().push((*start, *end, i == current));
+        }
+        let mut marked = Vec::new();
+        for (row_index, marks) in by_row {
+            if let (Some(el), Some(Row::Text(row))) = (self.row_element(row_index), rows.get(row_index)) {
+                let mut out = String::new();
+                html::push_row_marked(&mut out, row, &marks);
+                el.set_outer_html(&out);
+                marked.push(row_index);
+            }
+        }
+        if let Some(f) = self.find.as_mut() {
+            f.marked_rows = marked;
+        }
+    }
+
+    fn clear_marks(&mut self) {
+        let Some(f) = self.find.as_mut() else { return };
+        let marked = std::mem::take(&mut f.marked_rows);
+        let rows = self.doc.all_rows();
+        for index in marked {
+            if let (Some(el), Some(row)) = (self.row_element(index), rows.get(index)) {
+                let mut out = String::new();
+                html::push_row(&mut out, row);
+                el.set_outer_html(&out);
+            }
+        }
+    }
+}
+
+/// Copies `text` to the clipboard; `copied` is true for two seconds after.
+pub fn copy_text(text: &str, copied: RwSignal<bool>) {
+    let Some(window) = web_sys::window() else { return };
+    let promise = window.navigator().clipboard().write_text(text);
+    leptos::task::spawn_local(async move {
+        if wasm_bindgen_futures::JsFuture::from(promise).await.is_ok() {
+            copied.set(true);
+            sleep_ms(2000).await;
+            copied.set(false);
+        }
+    });
+}
+
+fn scroll_to(el: &web_sys::Element) {
+    let options = web_sys::ScrollIntoViewOptions::new();
+    options.set_block(web_sys::ScrollLogicalPosition::Center);
+    el.scroll_into_view_with_scroll_into_view_options(&options);
+}
+
+fn location_hash() -> Option<String> {
+    web_sys::window()?.location().hash().ok().filter(|h| !h.is_empty())
+}
+
+fn set_hash(hash: &str) {
+    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(hash));
+    }
+}
+
+fn live_url(id: uuid::Uuid, from: u64) -> String {
+    let location = web_sys::window().expect("window").location();
+    let scheme = if location.protocol().ok().as_deref() == Some("https:") { "wss" } else { "ws" };
+    let host = location.host().unwrap_or_default();
+    format!("{scheme}://{host}/api/v1/sessions/{id}/live?from={from}")
+}
+
+async fn sleep_ms(ms: u32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}

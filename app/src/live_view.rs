@@ -280,8 +280,16 @@ impl Live {
 
 /// Finds `query` in the transcript (case-insensitive) and moves to the next (or previous) match; returns
 /// (current index, number of matches).
-pub fn find(query: &str, forward: bool) -> Option<(usize, usize)> {
+pub async fn find(query: &str, forward: bool) -> Option<(usize, usize)> {
     let live = LIVE.with(|l| l.borrow().clone())?;
+    // Until the replay reaches the live tail the browser's terminal is incomplete (the server's snapshot is what
+    // is on screen): wait for it, up to 20 s.
+    for _ in 0..400 {
+        if live.borrow().caught_up {
+            break;
+        }
+        sleep_ms(50).await;
+    }
     let mut s = live.borrow_mut();
     // Draw first, so that rows on screen and rows searched are the same.
     s.draw();

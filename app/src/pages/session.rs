@@ -211,7 +211,10 @@ fn TranscriptToolbar(id: uuid::Uuid, live: LiveState) -> impl IntoView {
     let found = RwSignal::new(None::<(usize, usize)>);
     let step = move |forward: bool| {
         #[cfg(feature = "hydrate")]
-        found.set(crate::live_view::find(&query.get_untracked(), forward));
+        {
+            let query = query.get_untracked();
+            leptos::task::spawn_local(async move { found.set(crate::live_view::find(&query, forward).await) });
+        }
         #[cfg(not(feature = "hydrate"))]
         let _ = (forward, found);
     };

@@ -1,4 +1,4 @@
-import { test, expect, Page, ConsoleMessage } from '@playwright/test';
+import { test, expect, Page, ConsoleMessage, Browser, BrowserContextOptions } from '@playwright/test';
 import * as path from 'path';
 
 const OWNER = { email: 'demo@cmdop.local', password: 'cmdop-demo' };
@@ -21,6 +21,28 @@ async function signIn(page: Page, who: { email: string; password: string }) {
   await expect(page).toHaveURL(/\/sessions$/);
 }
 
+type State = BrowserContextOptions['storageState'];
+const states: { owner?: State; viewer?: State } = {};
+
+// One sign-in per member for the whole file: the server rate-limits logins per email.
+test.beforeAll(async ({ browser }) => {
+  for (const [key, who] of [['owner', OWNER], ['viewer', VIEWER]] as const) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await signIn(page, who);
+    states[key] = await context.storageState();
+    await context.close();
+  }
+});
+
+/** A signed-in page in a fresh context (`options` e.g. to turn JavaScript off). */
+async function signedIn(browser: Browser, key: 'owner' | 'viewer', options: BrowserContextOptions = {}): Promise<Page> {
+  const context = await browser.newContext({ ...options, storageState: states[key] });
+  const page = await context.newPage();
+  await page.goto('/sessions');
+  return page;
+}
+
 /** Opens a demo session from the list by its command; returns its URL. */
 async function openSession(page: Page, command: string): Promise<string> {
   await page.locator('table.sessions').getByRole('link', { name: command, exact: true }).click();
@@ -29,9 +51,9 @@ async function openSession(page: Page, command: string): Promise<string> {
   return page.url();
 }
 
-test('a session page renders SGR colors as a terminal would, with its exit code, cleanly hydrated', async ({ page }) => {
+test('a session page renders SGR colors as a terminal would, with its exit code, cleanly hydrated', async ({ browser }) => {
+  const page = await signedIn(browser, 'owner');
   const problems = watchConsole(page);
-  await signIn(page, OWNER);
   await openSession(page, 'palette');
   await expect(page.getByTestId('exit-code')).toHaveText('0');
   await expect(page.getByTestId('state')).toHaveText('ended');
@@ -52,15 +74,15 @@ test('a session page renders SGR colors as a terminal would, with its exit code,
   }
 });
 
-test('a failed command shows its exit code in red', async ({ page }) => {
-  await signIn(page, OWNER);
+test('a failed command shows its exit code in red', async ({ browser }) => {
+  const page = await signedIn(browser, 'owner');
   await openSession(page, './migrate.sh up');
   await expect(page.getByTestId('exit-code').locator('.exit-fail')).toHaveText('3');
   await expect(page.locator('.term')).toContainText('relation "users" already exists');
 });
 
-test('a gap marker stands where output was lost, with its byte count', async ({ page }) => {
-  await signIn(page, OWNER);
+test('a gap marker stands where output was lost, with its byte count', async ({ browser }) => {
+  const page = await signedIn(browser, 'owner');
   await openSession(page, 'make release');
   const gap = page.locator('.term .gap');
   await expect(gap).toHaveCount(1);
@@ -70,9 +92,8 @@ test('a gap marker stands where output was lost, with its byte count', async ({ 
   await expect(page.locator('.term .r', { hasText: '100%' })).toHaveCount(1);
 });
 
-test('the copy button copies the cmdop connect snippet', async ({ page, context }) => {
-  await context.grantPermissions(['clipboard-read', 'clipboard-write']);
-  await signIn(page, OWNER);
+test('the copy button copies the cmdop connect snippet', async ({ browser }) => {
+  const page = await signedIn(browser, 'owner', { permissions: ['clipboard-read', 'clipboard-write'] });
   const url = await openSession(page, 'make release');
   await expect(page.getByTestId('connect-snippet')).toHaveText('cmdop connect web-1');
   await page.getByRole('button', { name: 'Copy the cmdop connect command' }).click();
@@ -82,8 +103,8 @@ test('the copy button copies the cmdop connect snippet', async ({ page, context 
   await expect(page.getByRole('link', { name: 'Open in desktop' })).toHaveAttribute('href', `cmdop://session/${id}`);
 });
 
-test('find in transcript highlights matches and steps through them', async ({ page }) => {
-  await signIn(page, OWNER);
+test('find in transcript highlights matches and steps through them', async ({ browser }) => {
+  const page = await signedIn(browser, 'owner');
   await openSession(page, 'palette');
   await page.getByLabel('Find in transcript').fill('9');
   await page.getByLabel('Find in transcript').press('Enter');
@@ -99,31 +120,21 @@ test('find in transcript highlights matches and steps through them', async ({ pa
   await expect(page.locator('.find-count')).toHaveText(`1 of ${total}`);
 });
 
-test('a session on a machine the member was not granted is not reachable by URL', async ({ page, browser }) => {
+test('a session on a machine the member was not granted is not reachable by URL', async ({ browser }) => {
   // The owner finds the URL of a db-1 session...
-  await signIn(page, OWNER);
+  const page = await signedIn(browser, 'owner');
   const url = await openSession(page, 'palette');
   // ...which a member granted only web-1 cannot open: the same 404 page as for anything unknown.
-  const other = await browser.newContext();
-  const viewer = await other.newPage();
-  await signIn(viewer, VIEWER);
+  const viewer = await signedIn(browser, 'viewer');
   const response = await viewer.goto(url);
   expect(response!.status()).toBe(404);
   await expect(viewer.getByRole('heading', { name: 'Not found' })).toBeVisible();
   await expect(viewer.locator('.term')).toHaveCount(0);
-  await other.close();
 });
 
 test('an ended session is readable with JavaScript disabled', async ({ browser }) => {
-  const context = await browser.newContext({ javaScriptEnabled: false });
-  const page = await context.newPage();
-  await page.goto('/login');
-  await page.getByLabel('Email').fill(OWNER.email);
-  await page.getByLabel('Password').fill(OWNER.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/sessions$/);
+  const page = await signedIn(browser, 'owner', { javaScriptEnabled: false });
   await page.locator('table.sessions').getByRole('link', { name: './migrate.sh up', exact: true }).click();
   await expect(page.locator('.term')).toContainText('0003_users.sql');
   await expect(page.getByTestId('exit-code')).toHaveText('3');
-  await context.close();
 });

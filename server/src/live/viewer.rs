@@ -211,12 +211,11 @@ async fn run(
                 };
             }
         }
+        // The viewer's own frames first: a `resume` already received must move the cursor before more output is
+        // pushed from the old one (a busy server could otherwise pick the output first, and the viewer would see
+        // bytes from before its resume point after asking for it).
         tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return Close::Error("the server is shutting down".into());
-                }
-            }
+            biased;
             msg = stream.next() => match viewer_frame(msg) {
                 Ok(None) => {}
                 Ok(Some(ViewerFrame::Ping)) => {
@@ -227,6 +226,11 @@ async fn run(
                 Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor::at(from),
                 Err(c) => return c,
             },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Close::Error("the server is shutting down".into());
+                }
+            }
         }
     }
 }

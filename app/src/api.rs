@@ -107,13 +107,12 @@ mod server {
     /// renders afterwards.
     pub fn snapshot(session: &cmdop_protocol::Session, slice: &cmdop_store::TranscriptSlice) -> (String, u64) {
         let doc = crate::transcript_view::document_from_slice(session, slice);
-        let rows: Vec<cmdop_transcript::Row> = doc.history().iter().cloned().collect();
-        let screen = doc.screen_rows();
-        let total = rows.len() + screen.len();
-        let omitted = total.saturating_sub(super::SNAPSHOT_ROWS);
-        let history = &rows[omitted.min(rows.len())..];
-        let screen = &screen[omitted.saturating_sub(rows.len())..];
-        (crate::transcript_view::markup(history, screen), omitted as u64 + doc.dropped_rows())
+        let rows = doc.rows();
+        let (history, screen) = rows.parts();
+        let omitted = rows.len().saturating_sub(super::SNAPSHOT_ROWS);
+        let shown_history = history.iter().skip(omitted);
+        let shown_screen = &screen[omitted.saturating_sub(history.len())..];
+        (crate::transcript_view::markup(shown_history, shown_screen), omitted as u64 + doc.dropped_rows())
     }
 
     fn set_status(status: http::StatusCode) {

@@ -14,19 +14,9 @@ pub fn duration_ms(ms: u64) -> String {
     }
 }
 
-/// `512 B`, `1.5 KiB`, `8.0 MiB`.
+/// `512 B`, `1.5 KiB`, `8.0 MiB` (the transcript's gap markers say sizes the same way).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+    cmdop_transcript::html::human_size(n)
 }
 
 /// `2026-11-24 17:39:02 UTC`.

@@ -13,6 +13,8 @@ use cmdop_protocol::SessionState;
 use cmdop_protocol::live::{LiveEvent, decode_live_output};
 use cmdop_transcript::{Document, Row, html};
 use futures::StreamExt;
+use futures::channel::oneshot;
+use futures::future::{self, Either};
 use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
 use leptos::prelude::*;
@@ -41,6 +43,8 @@ struct Live {
 
 struct FindState {
     query: String,
+    /// The document revision the matches were found in.
+    revision: u64,
     /// (row index in all rows, char start, char end)
     matches: Vec<(usize, usize, usize)>,
     current: usize,
@@ -68,7 +72,13 @@ pub fn follow(id: uuid::Uuid, root: web_sys::HtmlDivElement, live: LiveState) {
         find: None,
     }));
     LIVE.with(|l| *l.borrow_mut() = Some(state.clone()));
-    leptos::task::spawn_local(run(id, state, live));
+    // Leaving the page closes the stream (and so detaches this tab's client) and forgets the transcript.
+    let (stop_tx, stop) = futures::channel::oneshot::channel::<()>();
+    on_cleanup(move || {
+        let _ = stop_tx.send(());
+        LIVE.with(|l| l.borrow_mut().take());
+    });
+    leptos::task::spawn_local(run(id, state, live, stop));
     tick_duration(live);
 }
 
@@ -89,13 +99,13 @@ fn tick_duration(live: LiveState) {
     }
 }
 
-async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState) {
+async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState, mut stop: oneshot::Receiver<()>) {
     let mut attempt = 0u32;
+    // Until the first event, the terminal has not been set up from the stream's `hello`.
     let mut first = true;
     loop {
         let from = if first { 0 } else { state.borrow().doc.end_offset() };
-        let url = live_url(id, from);
-        let ws = match WebSocket::open(&url) {
+        let ws = match WebSocket::open(&live_url(id, from)) {
             Ok(ws) => ws,
             Err(e) => {
                 live.link_status.set(format!("Cannot open the live stream: {e}"));
@@ -103,9 +113,12 @@ async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState) {
             }
         };
         let (_write, mut read) = ws.split();
-        let mut ended = false;
-        let mut fatal = false;
-        while let Some(msg) = read.next().await {
+        loop {
+            let msg = match future::select(read.next(), &mut stop).await {
+                Either::Left((Some(msg), _)) => msg,
+                Either::Left((None, _)) => break,
+                Either::Right(_) => return,
+            };
             match msg {
                 Ok(Message::Bytes(frame)) => {
                     if let Some((offset, bytes)) = decode_live_output(&frame) {
@@ -116,37 +129,37 @@ async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState) {
                 Ok(Message::Text(text)) => match serde_json::from_str::<LiveEvent>(&text) {
                     Ok(event) => {
                         attempt = 0;
-                        match handle_event(&state, live, event, first) {
-                            Flow::Go => {}
-                            Flow::Ended => ended = true,
-                            Flow::Fatal => fatal = true,
-                        }
+                        let flow = handle_event(&state, live, event, first);
                         first = false;
+                        if let Flow::Stop = flow {
+                            live.this_tab.set(None);
+                            return;
+                        }
                     }
                     Err(e) => leptos::logging::warn!("live stream: unreadable event: {e}"),
                 },
                 Err(_) => break,
             }
         }
-        if ended || fatal || live.state.get_untracked() == SessionState::Ended {
+        if live.state.get_untracked() == SessionState::Ended {
             live.this_tab.set(None);
-            if !fatal {
-                live.link_status.set(String::new());
-            }
             return;
         }
         // The server went away or the network dropped: resume where the terminal ends.
         attempt += 1;
         live.link_status.set("Live stream interrupted; reconnecting…".into());
-        let delay = (500u32 << attempt.min(5)).min(15_000);
-        sleep_ms(delay).await;
+        sleep_ms((500u32 << attempt.min(5)).min(15_000)).await;
+        if !matches!(stop.try_recv(), Ok(None)) {
+            return;
+        }
     }
 }
 
+/// Whether the stream goes on after an event.
 enum Flow {
     Go,
-    Ended,
-    Fatal,
+    /// The session ended, or the server gave up on this viewer: the stream is over.
+    Stop,
 }
 
 fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, first: bool) -> Flow {
@@ -173,20 +186,20 @@ fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, fi
             schedule_draw(state);
         }
         LiveEvent::Clients { clients } => live.clients.set(clients),
-        LiveEvent::Exit { exit_code, end_reason, duration_ms, total_bytes, .. } => {
+        LiveEvent::Exit { exit_code, duration_ms, total_bytes, .. } => {
             live.state.set(SessionState::Ended);
             live.exit_code.set(exit_code);
-            live.end_reason.set(end_reason);
             live.duration_ms.set(duration_ms);
             live.total_bytes.set(total_bytes);
             live.clients.set(Vec::new());
             state.borrow_mut().caught_up = true;
+            live.link_status.set(String::new());
             schedule_draw(state);
-            return Flow::Ended;
+            return Flow::Stop;
         }
         LiveEvent::Error { error } => {
             live.link_status.set(format!("Live stream stopped: {error}"));
-            return Flow::Fatal;
+            return Flow::Stop;
         }
         LiveEvent::Pong => {}
     }
@@ -220,43 +233,48 @@ impl Live {
         }
         let full = self.drawn_revision.is_none() || self.doc.dropped_rows() != self.drawn_dropped;
         self.drawn_revision = Some(self.doc.revision());
-        // Find marks refer to rows as they were: a redraw clears them.
-        self.find = None;
-        let history = self.doc.history();
+        let rows = self.doc.rows();
+        let (history, screen) = rows.parts();
         let total_rows = self.doc.dropped_rows() + history.len() as u64;
-        let screen = self.doc.screen_rows();
         if full {
-            let rows: Vec<Row> = history.iter().cloned().collect();
-            self.root.set_inner_html(&markup(&rows, &screen));
+            // Everything is drawn anew: marks from an earlier find go with the old rows.
+            self.find = None;
+            self.root.set_inner_html(&markup(history, screen));
             self.drawn_dropped = self.doc.dropped_rows();
-            self.drawn_rows = total_rows;
-            self.last_block_rows = if rows.is_empty() { BLOCK_ROWS } else { (rows.len() - 1) % BLOCK_ROWS + 1 };
+            self.last_block_rows = match history.len() {
+                0 => BLOCK_ROWS,
+                n => (n - 1) % BLOCK_ROWS + 1,
+            };
         } else {
+            // New history rows go into the last block until it is full: one insertion per block.
             let first_new = (self.drawn_rows - self.doc.dropped_rows()) as usize;
-            let hist = self.root.query_selector(".hist").ok().flatten();
-            if let Some(hist) = hist {
-                for row in history.iter().skip(first_new) {
+            if let Ok(Some(hist)) = self.root.query_selector(".hist") {
+                let mut pending = history.iter().skip(first_new).peekable();
+                while pending.peek().is_some() {
                     if self.last_block_rows >= BLOCK_ROWS {
                         let _ = hist.insert_adjacent_html("beforeend", "<div class=\"blk\"></div>");
                         self.last_block_rows = 0;
                     }
                     let mut out = String::new();
-                    html::push_row(&mut out, row);
+                    for row in pending.by_ref().take(BLOCK_ROWS - self.last_block_rows) {
+                        html::push_row(&mut out, row);
+                        self.last_block_rows += 1;
+                    }
                     if let Some(block) = hist.last_element_child() {
                         let _ = block.insert_adjacent_html("beforeend", &out);
                     }
-                    self.last_block_rows += 1;
                 }
             }
-            self.drawn_rows = total_rows;
+            // The screen is drawn whole (find marks on it go with it; marks in history stay).
             if let Ok(Some(screen_el)) = self.root.query_selector(".screen") {
                 let mut out = String::new();
-                for row in &screen {
+                for row in screen {
                     html::push_row(&mut out, row);
                 }
                 screen_el.set_inner_html(&out);
             }
         }
+        self.drawn_rows = total_rows;
         if let Some(target) = self.target.take() {
             self.show_offset(target);
         }
@@ -264,18 +282,76 @@ impl Live {
 
     /// Scrolls to the row where byte `offset` was printed and marks it.
     fn show_offset(&self, offset: u64) {
-        let rows = self.doc.all_rows();
-        let index = rows.iter().rposition(|r| r.offset() <= offset).unwrap_or(0);
-        if let Some(el) = self.row_element(index) {
+        // Rows are in offset order: the last one that starts at or before `offset`.
+        let index = self.doc.rows().iter().take_while(|r| r.offset() <= offset).count().saturating_sub(1);
+        if let Some(el) = self.row_elements().and_then(|rows| element(&rows, index)) {
             let _ = el.class_list().add_1("target");
             scroll_to(&el);
         }
     }
 
-    fn row_element(&self, index: usize) -> Option<web_sys::Element> {
-        let nodes = self.root.query_selector_all(".r, .gap").ok()?;
-        nodes.item(index as u32)?.dyn_into::<web_sys::Element>().ok()
+    /// The drawn rows (text rows and gap markers), in the order of `Document::rows`.
+    fn row_elements(&self) -> Option<web_sys::NodeList> {
+        self.root.query_selector_all(".r, .gap").ok()
     }
+
+    /// Draws the rows with matches marked (the current one apart), after drawing the previously marked ones
+    /// plainly.
+    fn mark_rows(&mut self, current: usize) {
+        self.clear_marks();
+        let (Some(f), Some(elements)) = (self.find.as_ref(), self.row_elements()) else { return };
+        let rows = self.doc.rows();
+        let mut by_row: std::collections::BTreeMap<usize, Vec<(usize, usize, bool)>> = Default::default();
+        for (i, (row, start, end)) in f.matches.iter().enumerate() {
+            by_row.entry(*row).or_default().push((*start, *end, i == current));
+        }
+        let mut marked = Vec::new();
+        for (row_index, marks) in by_row {
+            if let (Some(el), Some(Row::Text(row))) = (element(&elements, row_index), rows.get(row_index)) {
+                let mut out = String::new();
+                html::push_row_marked(&mut out, row, &marks);
+                el.set_outer_html(&out);
+                marked.push(row_index);
+            }
+        }
+        if let Some(f) = self.find.as_mut() {
+            f.marked_rows = marked;
+        }
+    }
+
+    fn clear_marks(&mut self) {
+        let Some(f) = self.find.as_mut() else { return };
+        let marked = std::mem::take(&mut f.marked_rows);
+        let Some(elements) = self.row_elements() else { return };
+        let rows = self.doc.rows();
+        for index in marked {
+            if let (Some(el), Some(row)) = (element(&elements, index), rows.get(index)) {
+                let mut out = String::new();
+                html::push_row(&mut out, row);
+                el.set_outer_html(&out);
+            }
+        }
+    }
+}
+
+fn element(list: &web_sys::NodeList, index: usize) -> Option<web_sys::Element> {
+    list.item(index as u32)?.dyn_into::<web_sys::Element>().ok()
+}
+
+/// Every (row, first char, end char) where `query` (lowercase) occurs, ignoring case.
+fn search(rows: &cmdop_transcript::Rows<'_>, query: &str) -> Vec<(usize, usize, usize)> {
+    let len = query.chars().count();
+    let mut matches = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if let Row::Text(t) = row {
+            let text = t.text().to_lowercase();
+            for (byte, _) in text.match_indices(query) {
+                let start = text[..byte].chars().count();
+                matches.push((i, start, start + len));
+            }
+        }
+    }
+    matches
 }
 
 /// Finds `query` in the transcript (case-insensitive) and moves to the next (or previous) match; returns
@@ -299,81 +375,37 @@ pub async fn find(query: &str, forward: bool) -> Option<(usize, usize)> {
         s.find = None;
         return None;
     }
-    let rows = s.doc.all_rows();
+    let revision = s.doc.revision();
     let same_query = s.find.as_ref().is_some_and(|f| f.query == query);
-    if !same_query {
-        s.clear_marks();
-        let mut matches = Vec::new();
-        for (i, row) in rows.iter().enumerate() {
-            if let Row::Text(t) = row {
-                let text = t.text().to_lowercase();
-                let mut from = 0;
-                while let Some(pos) = text[from..].find(&query) {
-                    let start = text[..from + pos].chars().count();
-                    let len = query.chars().count();
-                    matches.push((i, start, start + len));
-                    from += pos + query.len().max(1);
-                }
-            }
-        }
+    if !same_query || s.find.as_ref().is_some_and(|f| f.revision != revision) {
+        // A new query starts before its first match; the same query over changed output keeps its place.
+        let at_row = s.find.as_ref().filter(|_| same_query).and_then(|f| f.matches.get(f.current)).map(|m| m.0);
+        let matches = search(&s.doc.rows(), &query);
         let n = matches.len();
-        s.find = Some(FindState {
-            query,
-            matches,
-            current: if forward { n.saturating_sub(1) } else { 0 },
-            marked_rows: Vec::new(),
-        });
+        let current = match at_row {
+            Some(row) => matches.iter().position(|m| m.0 >= row).unwrap_or(n).saturating_sub(usize::from(forward)),
+            None if forward => n.saturating_sub(1),
+            None => 0,
+        };
+        let marked_rows = s.find.take().map(|f| f.marked_rows).unwrap_or_default();
+        s.find = Some(FindState { query, revision, matches, current, marked_rows });
     }
     let f = s.find.as_mut().expect("set above");
     let n = f.matches.len();
     if n == 0 {
+        s.clear_marks();
         return Some((0, 0));
     }
     f.current = if forward { (f.current + 1) % n } else { (f.current + n - 1) % n };
     let current = f.current;
-    let (row_index, ..) = f.matches[current];
-    s.mark_rows(&rows, current);
-    if let Some(el) = s.row_element(row_index) {
+    let row_index = f.matches[current].0;
+    s.mark_rows(current);
+    let offset = s.doc.rows().get(row_index).map(Row::offset);
+    if let (Some(el), Some(offset)) = (s.row_elements().and_then(|rows| element(&rows, row_index)), offset) {
         scroll_to(&el);
-        set_hash(&format!("#offset={}", rows[row_index].offset()));
+        set_hash(&format!("#offset={offset}"));
     }
     Some((current, n))
-}
-
-impl Live {
-    fn mark_rows(&mut self, rows: &[Row], current: usize) {
-        self.clear_marks();
-        let Some(f) = self.find.as_ref() else { return };
-        let mut by_row: std::collections::BTreeMap<usize, Vec<(usize, usize, bool)>> = Default::default();
-        for (i, (row, start, end)) in f.matches.iter().enumerate() {
-            by_row.entry(*row).or_default().push((*start, *end, i == current));
-        }
-        let mut marked = Vec::new();
-        for (row_index, marks) in by_row {
-            if let (Some(el), Some(Row::Text(row))) = (self.row_element(row_index), rows.get(row_index)) {
-                let mut out = String::new();
-                html::push_row_marked(&mut out, row, &marks);
-                el.set_outer_html(&out);
-                marked.push(row_index);
-            }
-        }
-        if let Some(f) = self.find.as_mut() {
-            f.marked_rows = marked;
-        }
-    }
-
-    fn clear_marks(&mut self) {
-        let Some(f) = self.find.as_mut() else { return };
-        let marked = std::mem::take(&mut f.marked_rows);
-        let rows = self.doc.all_rows();
-        for index in marked {
-            if let (Some(el), Some(row)) = (self.row_element(index), rows.get(index)) {
-                let mut out = String::new();
-                html::push_row(&mut out, row);
-                el.set_outer_html(&out);
-            }
-        }
-    }
 }
 
 /// Copies `text` to the clipboard; `copied` is true for two seconds after.

@@ -11,13 +11,21 @@ use cmdop_transcript::{Row, html};
 pub const BLOCK_ROWS: usize = 256;
 
 /// History blocks then the screen.
-pub fn markup(history: &[Row], screen: &[Row]) -> String {
+pub fn markup<'a>(history: impl IntoIterator<Item = &'a Row>, screen: &[Row]) -> String {
     let mut out = String::from("<div class=\"hist\">");
-    for block in history.chunks(BLOCK_ROWS) {
-        out.push_str("<div class=\"blk\">");
-        for row in block {
-            html::push_row(&mut out, row);
+    let mut in_block = 0;
+    for row in history {
+        if in_block == 0 {
+            out.push_str("<div class=\"blk\">");
         }
+        html::push_row(&mut out, row);
+        in_block += 1;
+        if in_block == BLOCK_ROWS {
+            out.push_str("</div>");
+            in_block = 0;
+        }
+    }
+    if in_block > 0 {
         out.push_str("</div>");
     }
     out.push_str("</div><div class=\"screen\">");

@@ -1,25 +1,6 @@
-import { test, expect, Page, ConsoleMessage, Browser, BrowserContextOptions } from '@playwright/test';
+import { test, expect, Page, Browser, BrowserContextOptions } from '@playwright/test';
 import * as path from 'path';
-
-const OWNER = { email: 'demo@cmdop.local', password: 'cmdop-demo' };
-const VIEWER = { email: 'viewer@cmdop.local', password: 'cmdop-viewer' };
-
-function watchConsole(page: Page): string[] {
-  const problems: string[] = [];
-  page.on('console', (m: ConsoleMessage) => {
-    if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  return problems;
-}
-
-async function signIn(page: Page, who: { email: string; password: string }) {
-  await page.goto('/login');
-  await page.getByLabel('Email').fill(who.email);
-  await page.getByLabel('Password').fill(who.password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await expect(page).toHaveURL(/\/sessions$/);
-}
+import { OWNER, VIEWER, watchConsole, signIn } from './helpers';
 
 type State = BrowserContextOptions['storageState'];
 const states: { owner?: State; viewer?: State } = {};

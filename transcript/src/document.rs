@@ -144,18 +144,13 @@ impl Document {
             text.clear();
             self.decoder.decode_into(segment, &mut text);
             let segment_start = self.end;
-            let mut collector = Evicted {
-                history: &mut self.history,
-                row_offsets: &mut self.row_offsets,
-                fallback: segment_start,
-                pushed: 0,
-            };
+            let mut collector =
+                Evicted { history: &mut self.history, row_offsets: &mut self.row_offsets, fallback: segment_start };
             self.term.feed_with(text.as_str(), &mut collector);
-            let pushed = collector.pushed;
             self.text = text;
             self.end += segment.len() as u64;
             self.note_cursor();
-            self.bound_history(pushed);
+            self.bound_history();
         }
     }
 
@@ -173,10 +168,9 @@ impl Document {
             self.term.feed(text.as_str());
         }
         let frozen = self.screen_rows();
-        let n = frozen.len();
         self.history.extend(frozen);
         self.history.push_back(Row::Gap(GapRow { at_offset, bytes, reason }));
-        self.bound_history(n + 1);
+        self.bound_history();
         self.end = at_offset + bytes;
         self.term = fresh_terminal(self.cols, self.rows);
         self.row_offsets = VecDeque::from([self.end]);
@@ -192,11 +186,10 @@ impl Document {
         self.cols = cols;
         self.rows = rows;
         let mut collector =
-            Evicted { history: &mut self.history, row_offsets: &mut self.row_offsets, fallback: self.end, pushed: 0 };
+            Evicted { history: &mut self.history, row_offsets: &mut self.row_offsets, fallback: self.end };
         self.term.resize_with(cols, rows, &mut collector);
-        let pushed = collector.pushed;
         self.row_offsets.truncate(rows);
-        self.bound_history(pushed);
+        self.bound_history();
     }
 
     /// The rows of the screen as it stands (the alternate screen while a full-screen program runs), without the
@@ -219,17 +212,20 @@ impl Document {
             .collect()
     }
 
-    /// Every row: history then screen.
+    /// Every row, history then screen, without copying the history.
+    pub fn rows(&self) -> Rows<'_> {
+        Rows { history: &self.history, screen: self.screen_rows() }
+    }
+
+    /// Every row as an owned list (tests, small documents).
     pub fn all_rows(&self) -> Vec<Row> {
-        let mut rows: Vec<Row> = self.history.iter().cloned().collect();
-        rows.extend(self.screen_rows());
-        rows
+        self.rows().iter().cloned().collect()
     }
 
     /// The transcript as plain text: rows joined, wrapped rows continued, gaps as a bracketed note.
     pub fn plain_text(&self) -> String {
         let mut out = String::new();
-        for row in self.all_rows() {
+        for row in self.rows().iter() {
             match row {
                 Row::Text(r) => {
                     out.push_str(r.text().trim_end());
@@ -254,11 +250,40 @@ impl Document {
         }
     }
 
-    fn bound_history(&mut self, _pushed: usize) {
+    fn bound_history(&mut self) {
         while self.history.len() > self.max_rows {
             self.history.pop_front();
             self.dropped_rows += 1;
         }
+    }
+}
+
+/// A view of every row: the document's history (borrowed) then its screen.
+pub struct Rows<'a> {
+    history: &'a VecDeque<Row>,
+    screen: Vec<Row>,
+}
+
+impl<'a> Rows<'a> {
+    pub fn len(&self) -> usize {
+        self.history.len() + self.screen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Row> {
+        self.history.get(index).or_else(|| self.screen.get(index - self.history.len()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Row> {
+        self.history.iter().chain(self.screen.iter())
+    }
+
+    /// The history part, and the screen part.
+    pub fn parts(&self) -> (&'a VecDeque<Row>, &[Row]) {
+        (self.history, &self.screen)
     }
 }
 
@@ -280,7 +305,6 @@ struct Evicted<'a> {
     history: &'a mut VecDeque<Row>,
     row_offsets: &'a mut VecDeque<u64>,
     fallback: u64,
-    pushed: usize,
 }
 
 impl Observer for Evicted<'_> {
@@ -289,7 +313,6 @@ impl Observer for Evicted<'_> {
     fn evicted(&mut self, _context: &mut Observation<'_>, line: &Line) {
         let offset = self.row_offsets.pop_front().unwrap_or(self.fallback);
         self.history.push_back(Row::Text(text_row(line, offset)));
-        self.pushed += 1;
     }
 
     fn end(&mut self, _context: &mut Observation<'_>) {}

@@ -4,18 +4,20 @@
 //! inside rows `fg-N`/`bg-N` for the 16 themable colors, `fg-bg`/`bg-fg` for inverse video on default colors,
 //! `b` bold, `f` faint, `i` italic, `u` underline, `s` strikethrough, `k` blink. Other colors are inline styles.
 
-use crate::document::{GapRow, Row, gap_words};
-use crate::style::{Color, Span, Style};
+use crate::document::{GapRow, Row, TextRow, gap_words};
+use crate::style::{Color, Style};
 
 /// Appends one row. `data-o` is the byte offset the row stands for (`#offset=N` links find rows by it).
 pub fn push_row(out: &mut String, row: &Row) {
     match row {
         Row::Text(r) => {
-            out.push_str(if r.wrapped { "<div class=\"r w\" data-o=\"" } else { "<div class=\"r\" data-o=\"" });
-            out.push_str(&r.offset.to_string());
-            out.push_str("\">");
+            open_row(out, r);
             for span in &r.spans {
-                push_span(out, span);
+                let styled = open_span(out, &span.style);
+                escape_into(out, &span.text);
+                if styled {
+                    out.push_str("</span>");
+                }
             }
             out.push_str("</div>");
         }
@@ -25,52 +27,61 @@ pub fn push_row(out: &mut String, row: &Row) {
 
 /// A text row with find matches marked: `marks` are (first char, end char, is the current match). A match that
 /// crosses styles is marked in each span it covers.
-pub fn push_row_marked(out: &mut String, row: &crate::document::TextRow, marks: &[(usize, usize, bool)]) {
-    out.push_str(if row.wrapped { "<div class=\"r w\" data-o=\"" } else { "<div class=\"r\" data-o=\"" });
-    out.push_str(&row.offset.to_string());
-    out.push_str("\">");
+pub fn push_row_marked(out: &mut String, row: &TextRow, marks: &[(usize, usize, bool)]) {
+    open_row(out, row);
     let mark_at = |p: usize| marks.iter().find(|m| m.0 <= p && p < m.1).map(|m| m.2);
     let mut at = 0usize;
     for span in &row.spans {
+        let styled = open_span(out, &span.style);
         let chars: Vec<char> = span.text.chars().collect();
-        let mut pieces = String::new();
         let mut i = 0;
         while i < chars.len() {
             let state = mark_at(at + i);
-            let run = chars[i..].iter().enumerate().take_while(|(k, _)| mark_at(at + i + k) == state).count();
+            let run = (i..chars.len()).take_while(|k| mark_at(at + k) == state).count();
             let text: String = chars[i..i + run].iter().collect();
             match state {
                 Some(current) => {
-                    pieces.push_str(if current { "<mark class=\"cur\">" } else { "<mark>" });
-                    escape_into(&mut pieces, &text);
-                    pieces.push_str("</mark>");
+                    out.push_str(if current { "<mark class=\"cur\">" } else { "<mark>" });
+                    escape_into(out, &text);
+                    out.push_str("</mark>");
                 }
-                None => escape_into(&mut pieces, &text),
+                None => escape_into(out, &text),
             }
             i += run;
         }
         at += chars.len();
-        if span.style.is_plain() {
-            out.push_str(&pieces);
-        } else {
-            let (class, style) = css(&span.style);
-            out.push_str("<span");
-            if !class.is_empty() {
-                out.push_str(" class=\"");
-                out.push_str(&class);
-                out.push('"');
-            }
-            if !style.is_empty() {
-                out.push_str(" style=\"");
-                out.push_str(&style);
-                out.push('"');
-            }
-            out.push('>');
-            out.push_str(&pieces);
+        if styled {
             out.push_str("</span>");
         }
     }
     out.push_str("</div>");
+}
+
+fn open_row(out: &mut String, row: &TextRow) {
+    out.push_str(if row.wrapped { "<div class=\"r w\" data-o=\"" } else { "<div class=\"r\" data-o=\"" });
+    out.push_str(&row.offset.to_string());
+    out.push_str("\">");
+}
+
+/// Opens a `<span>` for a style that draws anything; says whether it did (plain text needs none).
+fn open_span(out: &mut String, style: &Style) -> bool {
+    if style.is_plain() {
+        return false;
+    }
+    let (class, inline) = css(style);
+    out.push_str("<span");
+    if !class.is_empty() {
+        out.push_str(" class=\"");
+        out.push_str(&class);
+        out.push('"');
+    }
+    if !inline.is_empty() {
+        out.push_str(" style=\"");
+        out.push_str(&inline);
+        out.push('"');
+    }
+    out.push('>');
+    true
 }
 
 /// All rows, in order.
@@ -101,28 +112,6 @@ fn push_gap(out: &mut String, g: &GapRow) {
     out.push_str("\"><span>");
     escape_into(out, &gap_label(g));
     out.push_str("</span></div>");
-}
-
-fn push_span(out: &mut String, span: &Span) {
-    if span.style.is_plain() {
-        escape_into(out, &span.text);
-        return;
-    }
-    let (class, style) = css(&span.style);
-    out.push_str("<span");
-    if !class.is_empty() {
-        out.push_str(" class=\"");
-        out.push_str(&class);
-        out.push('"');
-    }
-    if !style.is_empty() {
-        out.push_str(" style=\"");
-        out.push_str(&style);
-        out.push('"');
-    }
-    out.push('>');
-    escape_into(out, &span.text);
-    out.push_str("</span>");
 }
 
 /// Classes and inline style for a style. Inverse swaps foreground and background, defaults included.

@@ -11,5 +11,5 @@ pub mod html;
 mod style;
 
 pub use decode::Utf8Decoder;
-pub use document::{DEFAULT_MAX_ROWS, Document, GapRow, Row, TextRow};
+pub use document::{DEFAULT_MAX_ROWS, Document, GapRow, Row, Rows, TextRow};
 pub use style::{Color, Span, Style};

@@ -1,13 +1,13 @@
 //! `/sessions/{id}`: one session, its transcript as a terminal shows it, live while it runs.
 
-use cmdop_protocol::{ChatThread, ClientInfo, ClientKind, EndReason, Session, SessionState};
+use cmdop_protocol::{ChatThread, ClientInfo, ClientKind, Session, SessionState};
 use leptos::html;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{SessionPageData, session_page, signed_in};
-use crate::components::TopBar;
+use crate::components::{TopBar, exit_code};
 use crate::format;
 use crate::pages::NotFound;
 
@@ -16,7 +16,6 @@ use crate::pages::NotFound;
 pub struct LiveState {
     pub state: RwSignal<SessionState>,
     pub exit_code: RwSignal<Option<i32>>,
-    pub end_reason: RwSignal<Option<EndReason>>,
     pub duration_ms: RwSignal<u64>,
     pub total_bytes: RwSignal<u64>,
     pub clients: RwSignal<Vec<ClientInfo>>,
@@ -65,7 +64,6 @@ fn SessionView(data: SessionPageData) -> AnyView {
     let live = LiveState {
         state: RwSignal::new(s.state),
         exit_code: RwSignal::new(s.exit_code),
-        end_reason: RwSignal::new(s.end_reason),
         duration_ms: RwSignal::new(s.duration_ms),
         total_bytes: RwSignal::new(s.transcript.total_bytes),
         clients: RwSignal::new(s.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect()),
@@ -174,7 +172,7 @@ fn SessionHeader(s: Session, live: LiveState) -> impl IntoView {
         SessionState::Active => view! { <span class="badge badge-active">"active"</span> }.into_any(),
         SessionState::Ended => view! { <span class="badge badge-ended">"ended"</span> }.into_any(),
     };
-    let exit = move || exit_view(live.state.get(), live.exit_code.get(), live.end_reason.get());
+    let exit = move || exit_code(live.state.get(), live.exit_code.get(), "running");
     view! {
         <header class="session-head">
             <h1><code class="command">{s.command.clone()}</code></h1>
@@ -189,19 +187,6 @@ fn SessionHeader(s: Session, live: LiveState) -> impl IntoView {
                 <div><dt>"Output"</dt><dd>{move || format::bytes(live.total_bytes.get())}</dd></div>
             </dl>
         </header>
-    }
-}
-
-/// The exit code, colored: 0 green, anything else red; "lost" when the recorder vanished before an exit.
-pub fn exit_view(state: SessionState, code: Option<i32>, reason: Option<EndReason>) -> AnyView {
-    match (code, state, reason) {
-        (Some(0), _, _) => view! { <span class="exit exit-ok">"0"</span> }.into_any(),
-        (Some(code), _, _) => view! { <span class="exit exit-fail">{code}</span> }.into_any(),
-        (None, SessionState::Active, _) => view! { <span class="muted">"running"</span> }.into_any(),
-        (None, SessionState::Ended, _) => {
-            view! { <span class="muted" title="The recorder was lost before the command exited">"lost"</span> }
-                .into_any()
-        }
     }
 }
 

@@ -3,7 +3,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::{list_sessions, signed_in};
-use crate::components::TopBar;
+use crate::components::{TopBar, exit_code};
 use crate::format;
 
 /// The sessions the member can see, newest first.
@@ -29,18 +29,11 @@ pub fn SessionsPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match sessions.await {
                         Ok(list) => view! { <SessionTable sessions=list.sessions /> }.into_any(),
-                        Err(e) => view! { <p class="alert" role="alert">{error_text(&e)}</p> }.into_any(),
+                        Err(e) => view! { <p class="alert" role="alert">{super::error_text(&e)}</p> }.into_any(),
                     }
                 })}
             </Suspense>
         </main>
-    }
-}
-
-fn error_text(e: &ServerFnError) -> String {
-    match e {
-        ServerFnError::ServerError(msg) => msg.clone(),
-        other => format!("Could not load sessions: {other}"),
     }
 }
 
@@ -98,13 +91,7 @@ fn SessionRow(s: Session) -> impl IntoView {
         SessionState::Active => ("badge badge-active", "active"),
         SessionState::Ended => ("badge badge-ended", "ended"),
     };
-    let exit = match s.exit_code {
-        Some(0) => view! { <span class="exit exit-ok">"0"</span> }.into_any(),
-        Some(code) => view! { <span class="exit exit-fail">{code}</span> }.into_any(),
-        None if s.state == SessionState::Active => view! { <span class="muted">"—"</span> }.into_any(),
-        None => view! { <span class="muted" title="The recorder was lost before the command exited">"lost"</span> }
-            .into_any(),
-    };
+    let exit = exit_code(s.state, s.exit_code, "—");
     view! {
         <tr data-session-id=s.id.to_string()>
             <td class="machine">{s.machine.clone()}</td>

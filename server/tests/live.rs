@@ -1083,7 +1083,9 @@ async fn viewers_follow_a_session_live(t: TestStore) {
     let (mut r, id) = w.recording("cargo test").await;
     let bob_cookie = w.app.cookie_for(&w.bob).await;
     let mut v1 = w.viewer(id, None, &w.alice_cookie).await;
-    let hello = v1.until_event("hello").await;
+    let mut hello = v1.until_event("hello").await;
+    // The viewer learns which attached client it is (a page marks itself with it).
+    let own_client = hello.as_object_mut().unwrap().remove("client_id").expect("hello names the viewer's client");
     assert_eq!(hello, json!({ "type": "hello", "from": 0, "total_bytes": 0, "cols": 120, "rows": 40 }));
     v1.until_event("live").await;
     let mut v2 = w.viewer(id, Some(0), &bob_cookie).await;
@@ -1100,6 +1102,8 @@ async fn viewers_follow_a_session_live(t: TestStore) {
     v2.until_clients(everyone).await;
     let s = w.session(id).await;
     assert!(everyone(s["clients"].as_array().unwrap()), "the session lists them too: {s}");
+    let alice_client = client_named(s["clients"].as_array().unwrap(), "browser", "Alice").unwrap();
+    assert_eq!(alice_client["id"], own_client, "hello's client_id is the viewer's own client");
 
     // Streamed while they watch.
     let mut chunks = terminal_output();

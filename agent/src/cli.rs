@@ -131,23 +131,10 @@ pub enum SessionCommand {
 
 /// `65536`, `64KiB`, `64MiB`, `1GiB` (also `K`/`KB`/`M`/`MB`/`G`/`GB`, all powers of 1024).
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: usize =
-        number.parse().map_err(|_| format!("`{text}` is not a size: expected e.g. 65536, 512KiB, 64MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        other => return Err(format!("unknown size unit `{other}`: use bytes, KiB, MiB or GiB")),
-    };
-    let bytes = number.checked_mul(1usize << shift).ok_or_else(|| format!("`{text}` is too large"))?;
-    if bytes == 0 {
-        return Err("the buffer size must be at least 1 byte".into());
+    match cmdop_protocol::parse_size(text)? {
+        0 => Err("the buffer size must be at least 1 byte".into()),
+        n => usize::try_from(n).map_err(|_| format!("`{}` is too large", text.trim())),
     }
-    Ok(bytes)
 }
 
 #[cfg(test)]

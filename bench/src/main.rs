@@ -183,18 +183,10 @@ struct FanoutArgs {
 
 /// `65536`, `64KiB`, `1MiB`, `2GiB`.
 fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().map_err(|_| format!("`{text}` is not a size like 65536, 16KiB or 256MiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        other => return Err(format!("unknown size unit `{other}`")),
-    };
-    number.checked_mul(1 << shift).filter(|n| *n > 0).ok_or_else(|| format!("`{text}` is not a usable size"))
+    match cmdop_protocol::parse_size(text)? {
+        0 => Err(format!("`{}` is not a usable size", text.trim())),
+        n => Ok(n),
+    }
 }
 
 fn main() -> ExitCode {

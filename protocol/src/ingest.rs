@@ -23,6 +23,9 @@ use crate::ClientKind;
 pub const INGEST_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest payload of one output frame. Bigger frames are refused (the recorder splits its reads).
+/// The longest command (bytes of UTF-8) a session records; the recorder shortens longer ones.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
 pub const MAX_OUTPUT_FRAME_BYTES: usize = 256 * 1024;
 
 /// Tag byte of a binary output frame.

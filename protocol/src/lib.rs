@@ -6,8 +6,10 @@
 pub mod api;
 pub mod ingest;
 pub mod live;
+pub mod size;
 
 pub use api::*;
+pub use size::parse_size;
 
 /// Version of the JSON API these types describe (`/api/v1`).
 pub const API_VERSION: u32 = 1;

@@ -39,13 +39,10 @@ pub enum FleetCommand {
 
 /// Bytes with an optional binary suffix: 4096, 512KiB, 8MiB, 1GiB.
 pub fn parse_size(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let (num, mult) = [("GiB", 1i64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
-        .iter()
-        .find_map(|(suffix, m)| t.strip_suffix(suffix).map(|n| (n.trim(), *m)))
-        .unwrap_or((t, 1));
-    let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a size like 4096, 512KiB or 8MiB"))?;
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("{s:?} must be a positive size"))
+    match cmdop_protocol::parse_size(s)? {
+        0 => Err(format!("{s:?} must be a positive size")),
+        n => i64::try_from(n).map_err(|_| format!("{s:?} is too large")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

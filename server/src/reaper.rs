@@ -31,7 +31,6 @@ pub async fn sweep(state: &AppState) {
             for id in lost {
                 tracing::info!("session {id}: recorder lost (silent for {:?})", state.recorder_grace);
                 state.hub.ended(id);
-                state.hub.clients_changed(id);
             }
         }
         Err(e) => tracing::warn!("recorder-lost sweep: {e}"),

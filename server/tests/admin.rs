@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use cmdop_inspector_server::admin::{self, AdminCommand, FleetCommand, MachineCommand, MemberCommand, TokenCommand};
 use cmdop_inspector_server::demo;
 use cmdop_protocol::SessionState;
+use cmdop_store::assert_err;
 use cmdop_store::testing::TestStore;
 use cmdop_store::{Backend, NewMember, NewSession, Role, SessionQuery, StoreError, Viewer, secrets};
 use common::*;
@@ -72,16 +73,6 @@ async fn plain_member(t: &TestStore, email: &str) {
         })
         .await
         .unwrap();
-}
-
-/// Asserts that `$result` is `Err($pat)`, printing what it was otherwise.
-macro_rules! assert_err {
-    ($result:expr, $pat:pat, $($ctx:tt)+) => {
-        match $result {
-            Err(e @ $pat) => e,
-            other => panic!("expected Err({}), got {:?}: {}", stringify!($pat), other, format!($($ctx)+)),
-        }
-    };
 }
 
 /// The password `admin member add` printed.

@@ -22,6 +22,34 @@ macro_rules! for_each_backend {
     };
 }
 
+/// Asserts that `$result` is `Err($pat)` and evaluates to the error; otherwise panics saying what it was.
+#[macro_export]
+macro_rules! assert_err {
+    ($result:expr, $pat:pat) => {
+        $crate::assert_err!($result, $pat, "")
+    };
+    ($result:expr, $pat:pat, $($ctx:tt)+) => {
+        match $result {
+            Err(e @ $pat) => e,
+            other => panic!("expected Err({}), got {:?}: {}", stringify!($pat), other, format!($($ctx)+)),
+        }
+    };
+}
+
+/// A `bash -l` session, 80x24, on `machine`, started by `by` now.
+pub fn new_session(machine: &crate::Machine, by: &crate::Member) -> crate::NewSession {
+    crate::NewSession {
+        fleet_id: machine.fleet_id,
+        machine_id: machine.id,
+        started_by: by.id,
+        command: "bash -l".into(),
+        cols: 80,
+        rows: 24,
+        chat_thread_id: None,
+        started_at: None,
+    }
+}
+
 pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub struct TestStore {

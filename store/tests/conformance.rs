@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cmdop_protocol::{ClientKind, EndReason, Session, SessionState};
-use cmdop_store::testing::TestStore;
+use cmdop_store::testing::{TestStore, new_session};
 use cmdop_store::*;
 use uuid::Uuid;
 
@@ -74,19 +74,6 @@ cmdop_store::for_each_backend!(
 // ------------------------------------------------------------------------------------------------------------
 // helpers
 
-/// Asserts that `$result` is `Err($pat)`, printing what it was otherwise.
-macro_rules! assert_err {
-    ($result:expr, $pat:pat) => {
-        assert_err!($result, $pat, "")
-    };
-    ($result:expr, $pat:pat, $($ctx:tt)+) => {
-        match $result {
-            Err($pat) => {}
-            other => panic!("expected Err({}), got {:?} {}", stringify!($pat), other, format!($($ctx)+)),
-        }
-    };
-}
-
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ms: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap() + Duration::milliseconds(ms)
 }
@@ -105,19 +92,6 @@ async fn member(t: &TestStore, email: &str) -> Member {
 
 async fn machine(t: &TestStore, fleet: &Fleet, name: &str) -> Machine {
     t.store.create_machine(fleet.id, name).await.unwrap()
-}
-
-fn new_session(machine: &Machine, by: &Member) -> NewSession {
-    NewSession {
-        fleet_id: machine.fleet_id,
-        machine_id: machine.id,
-        started_by: by.id,
-        command: "bash -l".into(),
-        cols: 80,
-        rows: 24,
-        chat_thread_id: None,
-        started_at: None,
-    }
 }
 
 async fn start(t: &TestStore, machine: &Machine, by: &Member) -> Uuid {

@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
 use cmdop_protocol::{ChatThreadRef, ClientKind, EndReason, GapInfo, GapReason, SessionState, TranscriptInfo};
-use cmdop_store::testing::TestStore;
+use cmdop_store::testing::{TestStore, new_session};
 use cmdop_store::*;
 use uuid::Uuid;
 
@@ -50,19 +50,6 @@ cmdop_store::for_each_backend!(
 // ------------------------------------------------------------------------------------------------------------
 // helpers
 
-/// Asserts that `$result` is `Err($pat)`, printing what it was otherwise.
-macro_rules! assert_err {
-    ($result:expr, $pat:pat) => {
-        assert_err!($result, $pat, "")
-    };
-    ($result:expr, $pat:pat, $($ctx:tt)+) => {
-        match $result {
-            Err($pat) => {}
-            other => panic!("expected Err({}), got {:?} {}", stringify!($pat), other, format!($($ctx)+)),
-        }
-    };
-}
-
 /// A fleet "acme" with machine "web-1" and its owner.
 struct Fx {
     fleet: Fleet,
@@ -92,19 +79,6 @@ async fn member_in(t: &TestStore, email: &str, fleet: &Fleet, role: Role) -> Mem
     let m = member(t, email, "").await;
     t.store.add_fleet_member(fleet.id, m.id, role).await.unwrap();
     m
-}
-
-fn new_session(machine: &Machine, by: &Member) -> NewSession {
-    NewSession {
-        fleet_id: machine.fleet_id,
-        machine_id: machine.id,
-        started_by: by.id,
-        command: "bash -l".into(),
-        cols: 80,
-        rows: 24,
-        chat_thread_id: None,
-        started_at: None,
-    }
 }
 
 /// A session on the fixture's machine, started by its owner.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use cmdop_protocol::ingest::{INGEST_PROTOCOL_VERSION, OpenSession};
+use cmdop_protocol::ingest::{INGEST_PROTOCOL_VERSION, MAX_COMMAND_BYTES, OpenSession};
 use portable_pty::{MasterPty, PtySize};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, oneshot};
@@ -262,11 +262,10 @@ async fn flush(shared: &Shared, mut uplink: JoinHandle<Outcome>, limit: Duration
                 report_at += FLUSH_REPORT_EVERY;
             }
             () = tokio::time::sleep_until(deadline) => {
-                let outbox = shared.outbox();
                 notice(format_args!(
                     "gave up after {}s (--flush-timeout): {} bytes of output were not stored by the server",
                     limit.as_secs(),
-                    outbox.total() - outbox.acked()
+                    shared.outbox().unstored()
                 ));
                 break;
             }
@@ -285,10 +284,9 @@ async fn flush(shared: &Shared, mut uplink: JoinHandle<Outcome>, limit: Duration
 }
 
 fn stopped_waiting(shared: &Shared) {
-    let outbox = shared.outbox();
     notice(format_args!(
         "stopped waiting: {} bytes of output were not stored by the server",
-        outbox.total() - outbox.acked()
+        shared.outbox().unstored()
     ));
 }
 
@@ -302,9 +300,6 @@ fn command_line(command: &[OsString]) -> Vec<OsString> {
         None => vec![OsString::from("/bin/sh")],
     }
 }
-
-/// The server's limit on the displayed command.
-const MAX_COMMAND_BYTES: usize = 4096;
 
 /// The command as a shell would read it back, for display on the server: one line, no control characters
 /// (the server refuses them), at most [`MAX_COMMAND_BYTES`].

@@ -143,8 +143,14 @@ impl Outbox {
         self.dropped
     }
 
+    #[cfg(test)]
     pub fn acked(&self) -> u64 {
         self.acked
+    }
+
+    /// Bytes the command printed that the server has not stored (held ones and dropped ones).
+    pub fn unstored(&self) -> u64 {
+        self.total - self.acked
     }
 
     /// Appends output read at `t_ms`. Returns false (and ignores it) once the exit is recorded.

@@ -11,8 +11,8 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::http::HeaderMap;
 use axum::response::Response;
 use cmdop_protocol::ingest::{
-    INGEST_PROTOCOL_VERSION, MAX_OUTPUT_FRAME_BYTES, OUTPUT_FRAME_HEADER, OpenSession, RecorderFrame, ServerFrame,
-    decode_output,
+    INGEST_PROTOCOL_VERSION, MAX_COMMAND_BYTES, MAX_OUTPUT_FRAME_BYTES, OUTPUT_FRAME_HEADER, OpenSession,
+    RecorderFrame, ServerFrame, decode_output,
 };
 use cmdop_protocol::{ClientKind, EndReason, SessionState};
 use cmdop_store::{
@@ -233,8 +233,8 @@ async fn open_session(state: &AppState, member: &Member, open: OpenSession) -> R
     if !matches!(open.client_kind, ClientKind::Cli | ClientKind::Bot) {
         return Err(refuse("client_kind: a recorder is `cli` or `bot`"));
     }
-    if open.command.len() > 4096 || open.command.chars().any(|c| c.is_control()) {
-        return Err(refuse("command: must be at most 4096 bytes without control characters"));
+    if open.command.len() > MAX_COMMAND_BYTES || open.command.chars().any(|c| c.is_control()) {
+        return Err(refuse(format!("command: must be at most {MAX_COMMAND_BYTES} bytes without control characters")));
     }
     // Checked before anything is created: a refused open leaves no session behind.
     let client_name = validate_name("client_name", &open.client_name)?;
@@ -312,7 +312,6 @@ async fn end_session(
         Err(e) => return Err(e.into()),
     }
     state.hub.ended(session_id);
-    state.hub.clients_changed(session_id);
     Ok(())
 }
 

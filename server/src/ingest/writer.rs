@@ -98,10 +98,12 @@ async fn commit(store: &dyn Store, hub: &Hub, requests: Vec<WriteRequest>) {
         }
         Err(_) => {
             // Someone's writes were refused (or the database hiccuped): each session on its own.
-            for (id, writes) in batch {
-                let result = store.append(id, writes.clone()).await;
+            for entry in batch {
+                let id = entry.0;
+                let one = [entry];
+                let result = store.append_batch(&one).await.map(|mut outcomes| outcomes.remove(0));
                 if let Ok(outcome) = &result {
-                    hub.committed(id, &writes, outcome);
+                    hub.committed(id, &one[0].1, outcome);
                 }
                 answer(groups.remove(&id).expect("group").1, result);
             }

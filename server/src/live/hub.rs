@@ -95,11 +95,14 @@ impl Feed {
         let tail = self.tail.lock().expect("tail lock");
         match tail.covers_from {
             Some(from) if from <= cursor => {
-                let wanted = |i: &&TailItem| match i {
-                    TailItem::Resize { offset, .. } => *offset >= cursor,
-                    other => other.end() > cursor,
+                // Items are contiguous, so "not yet seen" holds from some index on: find it by bisection
+                // rather than scanning the whole tail under the lock the writer needs.
+                let seen = |i: &TailItem| match i {
+                    TailItem::Resize { offset, .. } => *offset < cursor,
+                    other => other.end() <= cursor,
                 };
-                Some(tail.items.iter().filter(wanted).cloned().collect())
+                let first = tail.items.partition_point(seen);
+                Some(tail.items.range(first..).cloned().collect())
             }
             _ => None,
         }
@@ -228,6 +231,7 @@ impl Hub {
         self.remote_clients_changed(session_id);
     }
 
+    /// The session ended. Viewers read the clients again at the end anyway: no separate clients change needed.
     pub fn ended(&self, session_id: Uuid) {
         self.tell_replicas(session_id, LiveChange::Ended);
         self.remote_ended(session_id);

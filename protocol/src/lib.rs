@@ -4,11 +4,13 @@
 //! here is a change of the API: add fields, never rename or remove them within a version.
 
 pub mod api;
+pub mod filter;
 pub mod ingest;
 pub mod live;
 pub mod size;
 
 pub use api::*;
+pub use filter::{SessionFilter, TimeRange};
 pub use size::parse_size;
 
 /// Version of the JSON API these types describe (`/api/v1`).

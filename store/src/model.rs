@@ -283,6 +283,12 @@ pub struct SessionQuery {
     pub fleet_id: Option<Uuid>,
     pub machine_id: Option<Uuid>,
     pub user_id: Option<Uuid>,
+    /// Fleet by name.
+    pub fleet: Option<String>,
+    /// Machine by name (in any visible fleet unless a fleet is given too).
+    pub machine: Option<String>,
+    /// The starting member, by email.
+    pub user: Option<String>,
     pub state: Option<SessionState>,
     /// Started at or after.
     pub since: Option<DateTime<Utc>>,
@@ -294,8 +300,35 @@ pub struct SessionQuery {
     pub cursor: Option<String>,
 }
 
-pub const DEFAULT_PAGE_SIZE: u32 = 50;
-pub const MAX_PAGE_SIZE: u32 = 200;
+impl SessionQuery {
+    /// The store query a list URL stands for, with named time ranges ending at `now`.
+    pub fn from_filter(filter: &cmdop_protocol::SessionFilter, now: DateTime<Utc>) -> Self {
+        let (since, until) = filter.window(now);
+        SessionQuery {
+            fleet: filter.fleet.clone(),
+            machine: filter.machine.clone(),
+            user: filter.user.clone(),
+            state: filter.state,
+            since,
+            until,
+            limit: filter.limit,
+            cursor: filter.cursor.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+pub use cmdop_protocol::filter::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+/// How many sessions one machine × member × state combination has (see [`crate::Store::session_counts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionCount {
+    pub machine: String,
+    pub user: String,
+    pub user_name: String,
+    pub state: SessionState,
+    pub sessions: u64,
+}
 
 /// Keyset position in the (started_at DESC, id DESC) order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -198,19 +198,67 @@ macro_rules! impl_sql_store {
         fn push_visibility(qb: &mut QueryBuilder<$db>, viewer: &Viewer) {
             match viewer {
                 Viewer::Member(member_id) => {
-                    qb.push(
-                        " AND EXISTS (SELECT 1 FROM fleet_members fm WHERE fm.fleet_id = s.fleet_id AND fm.member_id = ",
-                    );
-                    qb.push_bind(*member_id);
-                    qb.push(
-                        " AND (fm.role IN ('owner', 'admin') OR EXISTS (SELECT 1 FROM machine_grants g \
-                         WHERE g.machine_id = s.machine_id AND g.member_id = fm.member_id)))",
-                    );
+                    qb.push(" AND ");
+                    push_member_sees_machine(qb, *member_id, "s.fleet_id", "s.machine_id");
                 }
                 Viewer::Share { session_id } => {
                     qb.push(" AND s.id = ");
                     qb.push_bind(*session_id);
                 }
+            }
+        }
+
+        /// The visibility rule for one machine: the member belongs to its fleet, and is an owner or admin there
+        /// or was granted the machine.
+        fn push_member_sees_machine(qb: &mut QueryBuilder<$db>, member_id: Uuid, fleet_col: &str, machine_col: &str) {
+            qb.push(format!("EXISTS (SELECT 1 FROM fleet_members fm WHERE fm.fleet_id = {fleet_col} AND fm.member_id = "));
+            qb.push_bind(member_id);
+            qb.push(format!(
+                " AND (fm.role IN ('owner', 'admin') OR EXISTS (SELECT 1 FROM machine_grants g \
+                 WHERE g.machine_id = {machine_col} AND g.member_id = fm.member_id)))"
+            ));
+        }
+
+        fn check_window(query: &SessionQuery) -> StoreResult<()> {
+            match (query.since, query.until) {
+                (Some(since), Some(until)) if since >= until => {
+                    Err(StoreError::invalid("until", "must be later than since"))
+                }
+                _ => Ok(()),
+            }
+        }
+
+        /// The list filters other than the cursor and the names (see `resolve_names`), as `AND` clauses on
+        /// `sessions s`, each on an indexed id column so that the planner walks `(x_id, started_at)` in order.
+        /// `with_state: false` leaves the state out (the counts group by it). `machines`: several machines of one
+        /// name (in different fleets).
+        fn push_filters(qb: &mut QueryBuilder<$db>, query: &SessionQuery, machines: &[Uuid], with_state: bool) {
+            if let Some(f) = query.fleet_id {
+                qb.push(" AND s.fleet_id = ").push_bind(f);
+            }
+            if let Some(m) = query.machine_id {
+                qb.push(" AND s.machine_id = ").push_bind(m);
+            }
+            if !machines.is_empty() {
+                let mut list = qb.push(" AND s.machine_id IN (").separated(", ");
+                for m in machines {
+                    list.push_bind(*m);
+                }
+                qb.push(")");
+            }
+            if let Some(u) = query.user_id {
+                qb.push(" AND s.started_by = ").push_bind(u);
+            }
+            if let (Some(state), true) = (query.state, with_state) {
+                qb.push(" AND s.state = ").push_bind(state.as_str());
+            }
+            // Stored times are whole milliseconds, so rounding the bounds up keeps `>=` and `<` exact on both
+            // backends (SQLite compares integers and would otherwise round them down).
+            if let Some(since) = query.since {
+                qb.push(" AND s.started_at >= ").push_bind(Ts(crate::clock::ceil_ms(since)));
+            }
+            if let Some(until) = query.until {
+                qb.push(" AND s.started_at < ").push_bind(Ts(crate::clock::ceil_ms(until)));
             }
         }
 
@@ -509,6 +557,68 @@ macro_rules! impl_sql_store {
 
         impl $store {
             /// Adds clients and gaps to sessions read by `session_from_row`.
+            /// The query with its names (fleet, machine, user) looked up as ids, so that the list walks an id
+            /// index in order instead of sorting every match. Fleets and machines are looked up among those the
+            /// viewer may see: `None` when a name matches nothing (visible), and the list is empty without
+            /// scanning a fleet whose rows would all be refused one by one. The ids: the query's own, plus the
+            /// machines of one name in several fleets.
+            async fn resolve_names(
+                &self,
+                viewer: &Viewer,
+                query: &SessionQuery,
+            ) -> StoreResult<Option<(SessionQuery, Vec<Uuid>)>> {
+                let mut q = query.clone();
+                let member = match viewer {
+                    Viewer::Member(m) => Some(*m),
+                    Viewer::Share { .. } => None,
+                };
+                let same = |given: Option<Uuid>, found: Uuid| given.is_none_or(|g| g == found);
+                if let Some(name) = q.fleet.take() {
+                    let mut qb = QueryBuilder::<$db>::new("SELECT f.id FROM fleets f WHERE f.name = ");
+                    qb.push_bind(name);
+                    if let Some(m) = member {
+                        qb.push(" AND EXISTS (SELECT 1 FROM fleet_members fm WHERE fm.fleet_id = f.id AND fm.member_id = ");
+                        qb.push_bind(m).push(")");
+                    }
+                    match qb.build_query_scalar::<Uuid>().fetch_optional(&self.pool).await? {
+                        Some(id) if same(q.fleet_id, id) => q.fleet_id = Some(id),
+                        _ => return Ok(None),
+                    }
+                }
+                let mut machines = Vec::new();
+                if let Some(name) = q.machine.take() {
+                    let mut qb = QueryBuilder::<$db>::new("SELECT m.id FROM machines m WHERE m.name = ");
+                    qb.push_bind(name);
+                    if let Some(f) = q.fleet_id {
+                        qb.push(" AND m.fleet_id = ").push_bind(f);
+                    }
+                    if let Some(m) = member {
+                        qb.push(" AND ");
+                        push_member_sees_machine(&mut qb, m, "m.fleet_id", "m.id");
+                    }
+                    let found: Vec<Uuid> = qb.build_query_scalar().fetch_all(&self.pool).await?;
+                    match (q.machine_id, found.as_slice()) {
+                        (_, []) => return Ok(None),
+                        (Some(given), found) if !found.contains(&given) => return Ok(None),
+                        (Some(_), _) => {}
+                        (None, [one]) => q.machine_id = Some(*one),
+                        (None, several) => machines = several.to_vec(),
+                    }
+                }
+                if let Some(email) = q.user.take() {
+                    // Emails are stored lowercased.
+                    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM members WHERE email = $1")
+                        .bind(email.trim().to_lowercase())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    match found {
+                        Some(id) if same(q.user_id, id) => q.user_id = Some(id),
+                        _ => return Ok(None),
+                    }
+                }
+                Ok(Some((q, machines)))
+            }
+
             async fn fill_details(&self, sessions: &mut [Session]) -> StoreResult<()> {
                 if sessions.is_empty() {
                     return Ok(());
@@ -1196,34 +1306,14 @@ macro_rules! impl_sql_store {
             async fn list_sessions(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<SessionList> {
                 let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE).clamp(1, MAX_PAGE_SIZE) as i64;
                 let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-                if let (Some(since), Some(until)) = (query.since, query.until) {
-                    if since >= until {
-                        return Err(StoreError::invalid("until", "must be later than since"));
-                    }
-                }
+                check_window(query)?;
+                let Some((query, machines)) = self.resolve_names(viewer, query).await? else {
+                    return Ok(SessionList { sessions: Vec::new(), next_cursor: None });
+                };
 
                 let mut qb = QueryBuilder::<$db>::new(SESSION_SELECT);
                 push_visibility(&mut qb, viewer);
-                if let Some(f) = query.fleet_id {
-                    qb.push(" AND s.fleet_id = ").push_bind(f);
-                }
-                if let Some(m) = query.machine_id {
-                    qb.push(" AND s.machine_id = ").push_bind(m);
-                }
-                if let Some(u) = query.user_id {
-                    qb.push(" AND s.started_by = ").push_bind(u);
-                }
-                if let Some(state) = query.state {
-                    qb.push(" AND s.state = ").push_bind(state.as_str());
-                }
-                // Stored times are whole milliseconds, so rounding the bounds up keeps `>=` and `<` exact on both
-                // backends (SQLite compares integers and would otherwise round them down).
-                if let Some(since) = query.since {
-                    qb.push(" AND s.started_at >= ").push_bind(Ts(crate::clock::ceil_ms(since)));
-                }
-                if let Some(until) = query.until {
-                    qb.push(" AND s.started_at < ").push_bind(Ts(crate::clock::ceil_ms(until)));
-                }
+                push_filters(&mut qb, &query, &machines, true);
                 if let Some(c) = cursor {
                     let at = Ts(DateTime::from_timestamp_millis(c.started_at_ms)
                         .ok_or_else(|| StoreError::invalid("cursor", "not a cursor this server issued"))?);
@@ -1246,6 +1336,35 @@ macro_rules! impl_sql_store {
                 };
                 self.fill_details(&mut sessions).await?;
                 Ok(SessionList { sessions, next_cursor })
+            }
+
+            async fn session_counts(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<Vec<SessionCount>> {
+                check_window(query)?;
+                let Some((query, machines)) = self.resolve_names(viewer, query).await? else {
+                    return Ok(Vec::new());
+                };
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT m.name AS machine_name, u.email AS user_email, u.display_name AS user_name, s.state, \
+                     COUNT(*) AS sessions FROM sessions s \
+                     JOIN machines m ON m.id = s.machine_id JOIN members u ON u.id = s.started_by WHERE 1 = 1",
+                );
+                push_visibility(&mut qb, viewer);
+                push_filters(&mut qb, &query, &machines, false);
+                qb.push(" GROUP BY m.name, u.email, u.display_name, s.state ORDER BY m.name, u.email, s.state");
+                qb.build()
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(SessionCount {
+                            machine: r.try_get("machine_name")?,
+                            user: r.try_get("user_email")?,
+                            user_name: r.try_get("user_name")?,
+                            state: parse_state(&r.try_get::<String, _>("state")?)?,
+                            sessions: r.try_get::<i64, _>("sessions")?.max(0) as u64,
+                        })
+                    })
+                    .collect()
             }
 
             async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session> {

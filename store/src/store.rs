@@ -99,6 +99,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- sessions: reads, always through the viewer ----
     async fn list_sessions(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<SessionList>;
+    /// Sessions matching `query` (its state, cursor and limit ignored), counted per machine, member and state:
+    /// the counts beside the list's filters and sections.
+    async fn session_counts(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<Vec<SessionCount>>;
     async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session>;
     /// Retained transcript from `from_offset` on, at most about `max_bytes` (whole chunks; at least one).
     async fn read_transcript_page(

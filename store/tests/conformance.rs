@@ -43,6 +43,8 @@ cmdop_store::for_each_backend!(
     visibility_grant_without_membership_sees_nothing,
     visibility_share_sees_exactly_one_session,
     visibility_filters_cannot_widen_what_a_viewer_sees,
+    visibility_filters_by_name_match_only_what_the_viewer_sees,
+    visibility_counts_follow_filters_and_visibility,
     // listing
     list_pages_in_started_at_then_id_order,
     pagination_is_stable_when_sessions_arrive_between_pages,
@@ -794,6 +796,112 @@ async fn visibility_filters_cannot_widen_what_a_viewer_sees(t: TestStore) {
     let q = SessionQuery { fleet_id: Some(w.a.id), ..Default::default() };
     let got: BTreeSet<Uuid> = ids(&list_all(&w.t, &granted, &q).await).into_iter().collect();
     assert_eq!(got, w.on_m1.iter().copied().collect());
+}
+
+async fn visibility_filters_by_name_match_only_what_the_viewer_sees(t: TestStore) {
+    let w = vis_world(t).await;
+    // A machine named like one of fleet A's, in fleet B.
+    let b_m1 = machine(&w.t, &w.b, "m1").await;
+    let on_b_m1 = start(&w.t, &b_m1, &w.admin_b).await;
+    let set = |v: &[Uuid]| v.iter().copied().collect::<BTreeSet<Uuid>>();
+    let listed = |viewer: Viewer, q: SessionQuery| {
+        let t = &w.t;
+        async move { ids(&list_all(t, &viewer, &q).await).into_iter().collect::<BTreeSet<Uuid>>() }
+    };
+    let by_name = |fleet: Option<&str>, machine: Option<&str>, user: Option<&str>| SessionQuery {
+        fleet: fleet.map(str::to_string),
+        machine: machine.map(str::to_string),
+        user: user.map(str::to_string),
+        ..Default::default()
+    };
+    let owner_a = Viewer::Member(w.owner_a.id);
+    let admin_b = Viewer::Member(w.admin_b.id);
+    assert_eq!(listed(owner_a.clone(), by_name(None, Some("m1"), None)).await, set(&w.on_m1), "A's m1 only");
+    assert_eq!(listed(admin_b.clone(), by_name(None, Some("m1"), None)).await, set(&[on_b_m1]), "B's m1 only");
+    assert_eq!(
+        listed(owner_a.clone(), by_name(Some("fleet-a"), None, None)).await,
+        set(&concat(&[&w.on_m1, &w.on_m2]))
+    );
+    assert_eq!(listed(owner_a.clone(), by_name(Some("fleet-b"), None, None)).await, set(&[]), "not A's owner's fleet");
+    assert_eq!(listed(owner_a.clone(), by_name(Some("fleet-b"), Some("m1"), None)).await, set(&[]));
+    assert_eq!(listed(owner_a.clone(), by_name(None, None, Some("ADMIN-A@example.com"))).await, set(&w.on_m2));
+    assert_eq!(
+        listed(owner_a.clone(), by_name(Some("fleet-a"), Some("m2"), Some("admin-a@example.com"))).await,
+        set(&w.on_m2)
+    );
+    assert_eq!(
+        listed(owner_a.clone(), by_name(Some("fleet-a"), Some("m1"), Some("admin-a@example.com"))).await,
+        set(&[])
+    );
+    assert_eq!(listed(owner_a.clone(), by_name(None, Some("no-such-machine"), None)).await, set(&[]));
+    assert_eq!(
+        listed(owner_a, by_name(None, None, Some("admin-b@example.com"))).await,
+        set(&[]),
+        "B's admin's sessions"
+    );
+    let granted = Viewer::Member(w.granted_a.id);
+    assert_eq!(listed(granted.clone(), by_name(None, Some("m2"), None)).await, set(&[]), "m2 is not granted");
+    assert_eq!(listed(granted, by_name(Some("fleet-a"), None, None)).await, set(&w.on_m1));
+}
+
+async fn visibility_counts_follow_filters_and_visibility(t: TestStore) {
+    let w = vis_world(t).await;
+    // Each (machine, starter) pair of the world has one active and one ended session.
+    let counts = |viewer: Viewer, q: SessionQuery| {
+        let t = &w.t;
+        async move {
+            let mut got: Vec<(String, String, SessionState, u64)> = t
+                .store
+                .session_counts(&viewer, &q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.machine, c.user, c.state, c.sessions))
+                .collect();
+            got.sort_by(|a, b| (&a.0, &a.1, a.2.as_str()).cmp(&(&b.0, &b.1, b.2.as_str())));
+            got
+        }
+    };
+    let row = |m: &str, u: &str, s: SessionState| (m.to_string(), u.to_string(), s, 1);
+    let owner_a = Viewer::Member(w.owner_a.id);
+    assert_eq!(
+        counts(owner_a.clone(), SessionQuery::default()).await,
+        vec![
+            row("m1", "owner-a@example.com", SessionState::Active),
+            row("m1", "owner-a@example.com", SessionState::Ended),
+            row("m2", "admin-a@example.com", SessionState::Active),
+            row("m2", "admin-a@example.com", SessionState::Ended),
+        ]
+    );
+    // The state, limit and cursor do not narrow the counts; the other filters do.
+    let q = SessionQuery {
+        state: Some(SessionState::Active),
+        limit: Some(1),
+        machine: Some("m2".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        counts(owner_a.clone(), q).await,
+        vec![
+            row("m2", "admin-a@example.com", SessionState::Active),
+            row("m2", "admin-a@example.com", SessionState::Ended)
+        ]
+    );
+    let later = SessionQuery { since: Some(w.t.clock.now()), ..Default::default() };
+    assert_eq!(counts(owner_a, later).await, vec![]);
+    // A member granted m1 counts m1 only; another fleet's admin counts only that fleet.
+    assert_eq!(
+        counts(Viewer::Member(w.granted_a.id), SessionQuery::default()).await,
+        vec![
+            row("m1", "owner-a@example.com", SessionState::Active),
+            row("m1", "owner-a@example.com", SessionState::Ended)
+        ]
+    );
+    assert_eq!(counts(Viewer::Member(w.admin_b.id), SessionQuery::default()).await.len(), 2);
+    assert_eq!(counts(Viewer::Member(w.outsider.id), SessionQuery::default()).await, vec![]);
+    let backwards = SessionQuery { since: Some(w.t.clock.now()), until: Some(w.t.clock.now()), ..Default::default() };
+    let e = w.t.store.session_counts(&Viewer::Member(w.owner_a.id), &backwards).await.unwrap_err();
+    assert!(matches!(e, StoreError::Invalid { .. }), "{e:?}");
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -1,18 +1,16 @@
 //! HTTP API v1: JSON over cookie or Bearer auth. Every read goes through the store with the caller as viewer.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cmdop_protocol::{
     AttachClientRequest, AttachClientResponse, ChatMessage, ChatThread, ClientKind, CreateChatThreadRequest,
-    PostChatMessageRequest, Session, SessionList, SessionState,
+    PostChatMessageRequest, Session, SessionFilter, SessionList, SessionState,
 };
-use cmdop_store::{MAX_PAGE_SIZE, NewClient, SessionQuery, StoreError, Viewer};
+use cmdop_store::{NewClient, SessionQuery, StoreError, Viewer};
 use uuid::Uuid;
 
 use crate::auth::CurrentMember;
@@ -30,14 +28,20 @@ pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// `GET /api/v1/sessions?state=&limit=&cursor=`: newest first, keyset paginated.
+/// `GET /api/v1/sessions?fleet=&machine=&user=&state=&range=&since=&until=&limit=&cursor=`: newest first, keyset
+/// paginated; the filters are the `/sessions` page's (see [`SessionFilter`]).
 pub async fn list_sessions(
     State(state): State<AppState>,
     CurrentMember(member): CurrentMember,
-    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<SessionList>, ApiError> {
-    let query = parse_session_query(&params)?;
+    let filter = SessionFilter::from_query(query.as_deref().unwrap_or_default()).map_err(bad_filter)?;
+    let query = SessionQuery::from_filter(&filter, state.store.clock().now());
     Ok(Json(state.store.list_sessions(&Viewer::Member(member.id), &query).await?))
+}
+
+fn bad_filter(e: cmdop_protocol::filter::FilterError) -> ApiError {
+    ApiError::BadRequest { field: e.field.into(), message: e.message }
 }
 
 /// `GET /api/v1/sessions/{id}`: 404 for sessions that do not exist and for those the caller may not see.
@@ -52,24 +56,6 @@ pub async fn get_session(
 
 pub fn parse_session_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::bad_request("id", format!("{id:?} is not a session id (a UUID)")))
-}
-
-fn parse_session_query(params: &HashMap<String, String>) -> Result<SessionQuery, ApiError> {
-    let mut q = SessionQuery::default();
-    if let Some(v) = params.get("state").filter(|v| !v.is_empty()) {
-        q.state = Some(match v.as_str() {
-            "active" => SessionState::Active,
-            "ended" => SessionState::Ended,
-            _ => return Err(ApiError::bad_request("state", format!("{v:?} is not one of active, ended"))),
-        });
-    }
-    if let Some(v) = params.get("limit").filter(|v| !v.is_empty()) {
-        q.limit = Some(v.parse::<u32>().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
-            ApiError::bad_request("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"))
-        })?);
-    }
-    q.cursor = params.get("cursor").filter(|v| !v.is_empty()).cloned();
-    Ok(q)
 }
 
 /// `GET /api/v1/auth/me`: who the cookie or token speaks for (`cmdop login` checks its token with it).

@@ -15,14 +15,14 @@ pub enum ApiError {
     #[error("too many sign-in attempts; wait a minute and try again")]
     RateLimited,
     #[error("{field}: {message}")]
-    BadRequest { field: &'static str, message: String },
+    BadRequest { field: std::borrow::Cow<'static, str>, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ApiError {
     pub fn bad_request(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { field, message: message.into() }
+        ApiError::BadRequest { field: field.into(), message: message.into() }
     }
 
     pub fn status(&self) -> StatusCode {

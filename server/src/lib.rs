@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/auth/login", post(auth::api_login))
         .route("/api/v1/auth/logout", post(auth::api_logout))
         .route("/api/v1/sessions", get(api::list_sessions))
+        .route("/api/v1/sessions/changes", get(live::changes::session_changes))
         .route("/api/v1/auth/me", get(api::me))
         .route("/api/v1/ingest", get(ingest::ingest))
         .route("/api/v1/sessions/{id}", get(api::get_session))

@@ -37,6 +37,7 @@ common::both_backends!(
     list_is_newest_first_with_documented_fields,
     list_pages_follow_next_cursor_to_the_end,
     list_state_filter_selects_matching_sessions,
+    list_filters_by_name_and_time_combine,
     list_bad_query_parameters_are_400_naming_the_parameter,
     // GET /api/v1/sessions/{id}
     session_detail_has_documented_values,
@@ -637,6 +638,50 @@ async fn list_state_filter_selects_matching_sessions(t: TestStore) {
     assert_eq!(list_ids(&res), vec![w.s.vim]);
 }
 
+async fn list_filters_by_name_and_time_combine(t: TestStore) {
+    let w = world(t).await;
+    let s = &w.s;
+    let time = |ms: i64| encode(&at(ms).to_rfc3339());
+    for (query, expected) in [
+        ("machine=web-1", vec![s.ls, s.vim, s.first]),
+        ("user=bob%40acme.test", vec![s.vim]),
+        ("fleet=acme&machine=db-1", vec![s.top, s.migrate]),
+        ("machine=web-1&user=alice%40acme.test&state=ended", vec![s.ls, s.first]),
+        ("fleet=other", vec![]),
+        ("machine=far-1", vec![]),
+        ("machine=no-such-machine", vec![]),
+        // The clock stands at 12 h; the newest session started at 5 h.
+        ("range=1h", vec![]),
+        ("range=1d", vec![s.ls, s.top, s.vim, s.migrate, s.first]),
+        ("range=1w&machine=db-1", vec![s.top, s.migrate]),
+        // since inclusive, until exclusive: top started at exactly 4 h.
+        (&format!("since={}&until={}", time(2 * HOUR), time(4 * HOUR)), vec![s.vim, s.migrate]),
+        (&format!("range=custom&since={}", time(4 * HOUR)), vec![s.ls, s.top]),
+        (&format!("until={}&user=alice%40acme.test", time(2 * HOUR + 124)), vec![s.migrate, s.first]),
+        ("fleet=&machine=&user=&range=&since=&until=", vec![s.ls, s.top, s.vim, s.migrate, s.first]),
+    ] {
+        let res = w.app.get_as(&format!("/api/v1/sessions?{query}"), &w.alice_token).await;
+        assert_eq!(res.status, StatusCode::OK, "{query}: {res}");
+        assert_eq!(list_ids(&res), expected, "{query}");
+    }
+    // The filters narrow what a viewer sees, never widen it: bob is granted web-1 only.
+    for (query, expected) in
+        [("machine=db-1", vec![]), ("fleet=acme", vec![s.ls, s.vim, s.first]), ("user=bob%40acme.test", vec![s.vim])]
+    {
+        assert_eq!(
+            list_ids(&w.app.get_as(&format!("/api/v1/sessions?{query}"), &w.bob_token).await),
+            expected,
+            "bob: {query}"
+        );
+    }
+    // The cursor carries on with the name filters.
+    let res = w.app.get_as("/api/v1/sessions?machine=web-1&limit=2", &w.alice_token).await;
+    assert_eq!(list_ids(&res), vec![s.ls, s.vim]);
+    let cursor = encode(res.json()["next_cursor"].as_str().expect("a second page"));
+    let res = w.app.get_as(&format!("/api/v1/sessions?machine=web-1&limit=2&cursor={cursor}"), &w.alice_token).await;
+    assert_eq!(list_ids(&res), vec![s.first]);
+}
+
 async fn list_bad_query_parameters_are_400_naming_the_parameter(t: TestStore) {
     let w = world(t).await;
     for (query, field) in [
@@ -651,6 +696,13 @@ async fn list_bad_query_parameters_are_400_naming_the_parameter(t: TestStore) {
         ("cursor=garbage", "cursor"),
         ("cursor=bm90LWEtY3Vyc29y", "cursor"),
         ("limit=2&cursor=%21%21%21", "cursor"),
+        ("range=2h", "range"),
+        ("since=yesterday", "since"),
+        ("until=2026-13-01", "until"),
+        ("range=1h&since=2026-11-01T00%3A00%3A00Z", "since"),
+        ("since=2026-11-02T00%3A00%3A00Z&until=2026-11-01T00%3A00%3A00Z", "until"),
+        ("machin=web-1", "machin"),
+        ("machine=web-1&machine=db-1", "machine"),
     ] {
         let res = w.app.get_as(&format!("/api/v1/sessions?{query}"), &w.alice_token).await;
         assert_eq!(res.status, StatusCode::BAD_REQUEST, "{query}: {res}");

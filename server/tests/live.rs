@@ -47,6 +47,8 @@ common::both_backends!(
     viewer_refusals_happen_before_the_upgrade,
     // recorder lost
     lost_recorder_ends_the_session_and_resume_reopens_it,
+    // the sessions list's change stream
+    list_followers_hear_of_their_sessions_only,
     // clients and chat
     clients_api_attaches_and_detaches,
     chat_thread_is_linked_at_open,
@@ -1515,4 +1517,133 @@ async fn chat_thread_is_linked_at_open(t: TestStore) {
     // The owner of the other fleet never sees acme's thread either.
     let res = w.app.get_as(&format!("/api/v1/chat/threads/{thread_id}"), &w.carol_token).await;
     assert_eq!(res.status, StatusCode::NOT_FOUND, "{res}");
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// the sessions list's change stream (server-sent events)
+
+/// A follower of `GET /api/v1/sessions/changes`, read from a raw socket (the stream is chunked text).
+struct ChangeStream {
+    stream: TcpStream,
+    text: String,
+    /// How much of `text` was already taken as events.
+    read: usize,
+}
+
+impl ChangeStream {
+    async fn open(addr: SocketAddr, auth: &Auth) -> ChangeStream {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let auth = match auth {
+            Auth::Bearer(t) => format!("Authorization: Bearer {t}\r\n"),
+            Auth::Cookie(c) => format!("Cookie: {c}\r\n"),
+            Auth::None => String::new(),
+        };
+        let request =
+            format!("GET /api/v1/sessions/changes HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{auth}\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut s = ChangeStream { stream, text: String::new(), read: 0 };
+        tokio::time::timeout(WAIT, async {
+            while !s.text.contains("\r\n\r\n") {
+                s.fill().await;
+            }
+        })
+        .await
+        .expect("the change stream's headers");
+        let head = s.text[..s.text.find("\r\n\r\n").unwrap()].to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+        s.read = head.len();
+        s
+    }
+
+    async fn fill(&mut self) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 4096];
+        let n = self.stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the change stream closed");
+        self.text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+
+    /// `data` of the `sessions` events received so far and not yet taken, as (id, state) pairs.
+    fn take(&mut self) -> Vec<(Uuid, String)> {
+        let mut got = Vec::new();
+        let rest = &self.text[self.read..];
+        let mut consumed = 0;
+        let mut expect_data = false;
+        for line in rest.split_inclusive('\n') {
+            if !line.ends_with('\n') {
+                break;
+            }
+            consumed += line.len();
+            let line = line.trim_end();
+            if line == "event: sessions" {
+                expect_data = true;
+            } else if let (true, Some(data)) = (expect_data, line.strip_prefix("data: ")) {
+                let changes: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+                for c in changes.as_array().unwrap() {
+                    got.push((c["id"].as_str().unwrap().parse().unwrap(), c["state"].as_str().unwrap().to_string()));
+                }
+                expect_data = false;
+            }
+        }
+        self.read += consumed;
+        got
+    }
+
+    /// Waits until the change `(id, state)` has come.
+    async fn until(&mut self, id: Uuid, state: &str) -> Vec<(Uuid, String)> {
+        let mut seen = Vec::new();
+        tokio::time::timeout(WAIT, async {
+            loop {
+                seen.extend(self.take());
+                if seen.iter().any(|(i, s)| *i == id && s == state) {
+                    return;
+                }
+                self.fill().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no change {id} {state}; got {seen:?}"));
+        seen
+    }
+
+    /// What came within `quiet`.
+    async fn within(&mut self, quiet: Duration) -> Vec<(Uuid, String)> {
+        let _ = tokio::time::timeout(quiet, async {
+            loop {
+                self.fill().await;
+            }
+        })
+        .await;
+        self.take()
+    }
+}
+
+async fn list_followers_hear_of_their_sessions_only(t: TestStore) {
+    let w = world(t).await;
+    let mut alice = ChangeStream::open(w.addr, &w.alice_cookie).await;
+    let mut bob = ChangeStream::open(w.addr, &w.bob_token).await;
+    let mut dave = ChangeStream::open(w.addr, &w.dave_token).await;
+    let mut carol = ChangeStream::open(w.addr, &w.carol_token).await;
+
+    // A session starts on web-1: its fleet's owner and the granted member hear of it.
+    let (mut r, id) = w.recording("make release").await;
+    alice.until(id, "active").await;
+    bob.until(id, "active").await;
+    // Output alone is no change of the list.
+    r.output(0, b"building\r\n").await;
+    r.acked_to(10).await;
+    r.exit(id, 10, 0).await;
+    let seen = alice.until(id, "ended").await;
+    assert!(seen.iter().all(|(i, _)| *i == id), "{seen:?}");
+    bob.until(id, "ended").await;
+
+    // A member without a grant on web-1, and the owner of another fleet, hear nothing of it.
+    assert_eq!(dave.within(Duration::from_millis(800)).await, vec![]);
+    assert_eq!(carol.within(Duration::from_millis(100)).await, vec![]);
+
+    // Signed out: no stream.
+    let res = w.app.get("/api/v1/sessions/changes").await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{res}");
 }

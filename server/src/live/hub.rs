@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use cmdop_store::notify::{LiveChange, LiveNotice};
 use cmdop_store::{AppendOutcome, TranscriptWrite};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
 /// How much recent output each watched session keeps in memory.
@@ -167,7 +167,12 @@ pub struct Hub {
     tail_limit: usize,
     /// Where changes go for the other replicas (PostgreSQL), with this replica's id.
     relay: OnceLock<(Uuid, mpsc::UnboundedSender<LiveNotice>)>,
+    /// Sessions that started, ended or changed clients, for the sessions list (watched or not).
+    changes: broadcast::Sender<Uuid>,
 }
+
+/// Session changes the list's followers may fall behind by before they are told to reload.
+const CHANGES_BACKLOG: usize = 1024;
 
 impl Default for Hub {
     fn default() -> Self {
@@ -177,7 +182,8 @@ impl Default for Hub {
 
 impl Hub {
     pub fn new(tail_limit: usize) -> Self {
-        Hub { feeds: Mutex::new(HashMap::new()), tail_limit, relay: OnceLock::new() }
+        let (changes, _) = broadcast::channel(CHANGES_BACKLOG);
+        Hub { feeds: Mutex::new(HashMap::new()), tail_limit, relay: OnceLock::new(), changes }
     }
 
     /// From now on, changes are also told to the other replicas through `relay`.
@@ -237,8 +243,14 @@ impl Hub {
         self.remote_ended(session_id);
     }
 
+    /// Ids of sessions that started (a recorder attaches when one starts), ended, or whose clients changed.
+    pub fn session_changes(&self) -> broadcast::Receiver<Uuid> {
+        self.changes.subscribe()
+    }
+
     /// Another replica changed the clients (local viewers only; not told back).
     pub fn remote_clients_changed(&self, session_id: Uuid) {
+        let _ = self.changes.send(session_id);
         if let Some(feed) = self.feed(session_id) {
             feed.state.send_modify(|s| s.clients_version += 1);
         }
@@ -246,6 +258,7 @@ impl Hub {
 
     /// Another replica ended the session.
     pub fn remote_ended(&self, session_id: Uuid) {
+        let _ = self.changes.send(session_id);
         if let Some(feed) = self.feed(session_id) {
             feed.state.send_modify(|s| s.ended = true);
         }
@@ -330,6 +343,19 @@ mod tests {
         assert_eq!(items[0], TailItem::Gap { at_offset: 2, bytes_lost: 5 });
         assert_eq!(items[1], TailItem::Resize { offset: 7, cols: 100, rows: 30 });
         assert_eq!(bytes_of(&items), b"cd");
+    }
+
+    #[test]
+    fn list_followers_hear_of_starts_ends_and_clients_of_any_session() {
+        let hub = Hub::default();
+        let mut changes = hub.session_changes();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        hub.clients_changed(a);
+        hub.committed(b, &[out(0, b"output is not a list change")], &outcome(27));
+        hub.ended(b);
+        hub.remote_clients_changed(b);
+        let heard: Vec<Uuid> = std::iter::from_fn(|| changes.try_recv().ok()).collect();
+        assert_eq!(heard, vec![a, b, b]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Server functions: thin. Authorize, call the store, map the error.
 
-use cmdop_protocol::{ChatThread, MemberInfo, Session, SessionList};
+use cmdop_protocol::{ChatThread, MemberInfo, Session, SessionFilter};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -19,17 +19,115 @@ pub async fn signed_in() -> Result<Option<Account>, ServerFnError> {
     Ok(Some(Account { member: member.info(), fleets: fleets.into_iter().map(|m| m.fleet.name).collect() }))
 }
 
-/// The sessions the signed-in member may see, newest first.
+/// One choice of a list filter and how many sessions it would show, given the other filters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterChoice {
+    pub value: String,
+    pub label: String,
+    pub sessions: u64,
+}
+
+/// The most active sessions the list shows at once (they are few; the count says if there are more).
+pub const ACTIVE_ROWS: u32 = cmdop_protocol::filter::MAX_PAGE_SIZE;
+
+/// Everything the sessions list shows for one URL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionsPageData {
+    /// The filters in effect: the URL's, with the active fleet filled in when the URL names none.
+    pub filter: SessionFilter,
+    /// The member's fleets (the switcher).
+    pub fleets: Vec<String>,
+    pub machines: Vec<FilterChoice>,
+    pub users: Vec<FilterChoice>,
+    pub active: Vec<Session>,
+    pub active_count: u64,
+    /// One page of ended sessions, from `filter.cursor` on.
+    pub ended: Vec<Session>,
+    pub ended_count: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// The sessions list for a query string (`fleet`, `machine`, `user`, `state`, `range`, `since`, `until`, `limit`,
+/// `cursor`; see [`SessionFilter`]). Without `fleet`, the member's first fleet is the active one.
 #[server(prefix = "/rpc", endpoint = "sessions")]
-pub async fn list_sessions(cursor: Option<String>) -> Result<SessionList, ServerFnError> {
+pub async fn sessions_page(query: String) -> Result<SessionsPageData, ServerFnError> {
+    use cmdop_protocol::SessionState;
+    use cmdop_store::{SessionQuery, Viewer};
+
     let (ctx, member) = server::require_member().await?;
-    let query = cmdop_store::SessionQuery { cursor, ..Default::default() };
-    ctx.store.list_sessions(&cmdop_store::Viewer::Member(member.id), &query).await.map_err(server::store_error)
+    let mut filter = SessionFilter::from_query(&query).map_err(server::bad_filter)?;
+    let fleets: Vec<String> =
+        ctx.store.memberships(member.id).await.map_err(server::internal)?.into_iter().map(|m| m.fleet.name).collect();
+    if filter.fleet.is_none() {
+        filter.fleet = fleets.first().cloned();
+    }
+    let viewer = Viewer::Member(member.id);
+    let base = SessionQuery::from_filter(&filter, ctx.store.clock().now());
+    // Counted without the machine and user filters: each choice counts with the other filters applied, below.
+    let counted = SessionQuery { machine: None, user: None, ..base.clone() };
+    let counts = ctx.store.session_counts(&viewer, &counted).await.map_err(server::store_error)?;
+
+    let wanted = |value: &Option<String>, got: &str| value.as_deref().is_none_or(|v| v == got);
+    let mut machines: Vec<FilterChoice> = Vec::new();
+    let mut users: Vec<FilterChoice> = Vec::new();
+    let (mut active_count, mut ended_count) = (0, 0);
+    for c in &counts {
+        let state_ok = filter.state.is_none_or(|s| s == c.state);
+        // Every machine and member of the fleet's sessions is a choice; each counts the sessions it would show
+        // with the other filters applied.
+        let machine_n = if state_ok && wanted(&filter.user, &c.user) { c.sessions } else { 0 };
+        add_choice(&mut machines, &c.machine, &c.machine, machine_n);
+        let user_n = if state_ok && wanted(&filter.machine, &c.machine) { c.sessions } else { 0 };
+        add_choice(&mut users, &c.user, &c.user_name, user_n);
+        if wanted(&filter.user, &c.user) && wanted(&filter.machine, &c.machine) {
+            match c.state {
+                SessionState::Active => active_count += c.sessions,
+                SessionState::Ended => ended_count += c.sessions,
+            }
+        }
+    }
+    // A chosen value stays a choice even when nothing matches it now.
+    for (choices, value) in [(&mut machines, &filter.machine), (&mut users, &filter.user)] {
+        if let Some(v) = value {
+            add_choice(choices, v, v, 0);
+        }
+    }
+    machines.sort_by(|a, b| a.label.cmp(&b.label));
+    users.sort_by(|a, b| a.label.cmp(&b.label));
+
+    let show = |state: SessionState| filter.state.is_none_or(|s| s == state);
+    let active = if show(SessionState::Active) && filter.cursor.is_none() {
+        let q =
+            SessionQuery { state: Some(SessionState::Active), limit: Some(ACTIVE_ROWS), cursor: None, ..base.clone() };
+        ctx.store.list_sessions(&viewer, &q).await.map_err(server::store_error)?.sessions
+    } else {
+        Vec::new()
+    };
+    let (ended, next_cursor) = if show(SessionState::Ended) {
+        let q = SessionQuery { state: Some(SessionState::Ended), ..base };
+        let page = ctx.store.list_sessions(&viewer, &q).await.map_err(server::store_error)?;
+        (page.sessions, page.next_cursor)
+    } else {
+        (Vec::new(), None)
+    };
+    Ok(SessionsPageData { filter, fleets, machines, users, active, active_count, ended, ended_count, next_cursor })
+}
+
+#[cfg(feature = "ssr")]
+fn add_choice(choices: &mut Vec<FilterChoice>, value: &str, label: &str, sessions: u64) {
+    match choices.iter_mut().find(|c| c.value == value) {
+        Some(c) => c.sessions += sessions,
+        None => choices.push(FilterChoice { value: value.to_string(), label: label.to_string(), sessions }),
+    }
 }
 
 /// Rows the server renders for the first paint of a transcript; older ones come with the browser's replay (and are
 /// all in the text download).
-pub const SNAPSHOT_ROWS: usize = 5_000;
+pub const SNAPSHOT_ROWS: usize = 500;
+
+/// Transcript bytes the server emulates for the first paint: the tail only, so that the first paint costs the
+/// same however long the session ran (emulating 8 MiB took ~300 ms per view). The browser replays all of it.
+pub const SNAPSHOT_BYTES: u64 = 256 * 1024;
 
 /// Everything the session page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +140,8 @@ pub struct SessionPageData {
     pub snapshot_html: String,
     /// Rows left out of the snapshot (the oldest), if any.
     pub snapshot_rows_omitted: u64,
+    /// Retained transcript bytes before the snapshot's start (the server emulates only the tail).
+    pub snapshot_bytes_omitted: u64,
 }
 
 /// One session, if the signed-in member may see it (`None`: not found, which is also what an invisible session
@@ -66,9 +166,17 @@ pub async fn session_page(id: String) -> Result<Option<SessionPageData>, ServerF
         Some(thread) => Some(ctx.store.chat_thread(&viewer, thread.id).await.map_err(server::store_error)?),
         None => None,
     };
-    let slice = ctx.store.read_transcript(&viewer, id, 0).await.map_err(server::store_error)?;
-    let (snapshot_html, snapshot_rows_omitted) = server::snapshot(&session, &slice);
-    Ok(Some(SessionPageData { session, chat, snapshot_html, snapshot_rows_omitted }))
+    let from = session.transcript.total_bytes.saturating_sub(SNAPSHOT_BYTES);
+    let slice = ctx.store.read_transcript(&viewer, id, from).await.map_err(server::store_error)?;
+    let (snapshot_html, rows_omitted) = server::snapshot(&session, &slice, from);
+    let snapshot_bytes_omitted = from.saturating_sub(slice.truncated_bytes);
+    Ok(Some(SessionPageData {
+        session,
+        chat,
+        snapshot_html,
+        snapshot_rows_omitted: rows_omitted,
+        snapshot_bytes_omitted,
+    }))
 }
 
 #[cfg(feature = "ssr")]
@@ -99,14 +207,23 @@ mod server {
         }
     }
 
+    pub fn bad_filter(e: cmdop_protocol::filter::FilterError) -> ServerFnError {
+        set_status(http::StatusCode::BAD_REQUEST);
+        ServerFnError::new(format!("The filter {e}."))
+    }
+
     pub fn not_found() {
         set_status(http::StatusCode::NOT_FOUND);
     }
 
     /// The transcript as the page first shows it: the last `SNAPSHOT_ROWS` rows, in the same markup the browser
     /// renders afterwards.
-    pub fn snapshot(session: &cmdop_protocol::Session, slice: &cmdop_store::TranscriptSlice) -> (String, u64) {
-        let doc = crate::transcript_view::document_from_slice(session, slice);
+    pub fn snapshot(
+        session: &cmdop_protocol::Session,
+        slice: &cmdop_store::TranscriptSlice,
+        from: u64,
+    ) -> (String, u64) {
+        let doc = crate::transcript_view::document_from_slice(session, slice, from);
         let rows = doc.rows();
         let (history, screen) = rows.parts();
         let omitted = rows.len().saturating_sub(super::SNAPSHOT_ROWS);

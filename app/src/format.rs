@@ -21,7 +21,9 @@ pub fn bytes(n: u64) -> String {
 
 /// `2026-11-24 17:39:02 UTC`.
 pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    use chrono::{Datelike, Timelike};
+    // From the fields, not a chrono format string: the format machinery costs ~10 KB of WASM.
+    format!("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second())
 }
 
 #[cfg(test)]
@@ -35,6 +37,13 @@ mod tests {
         assert_eq!(duration_ms(12_460), "12.4s");
         assert_eq!(duration_ms(187_000), "3m 07s");
         assert_eq!(duration_ms(3_720_000), "1h 02m");
+    }
+
+    #[test]
+    fn timestamps_are_utc_to_the_second() {
+        use chrono::TimeZone;
+        let t = Utc.with_ymd_and_hms(2026, 1, 5, 7, 3, 9).unwrap() + chrono::TimeDelta::milliseconds(999);
+        assert_eq!(timestamp(t), "2026-01-05 07:03:09 UTC");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod components;
 pub mod format;
+mod list_live;
 #[cfg(feature = "hydrate")]
 mod live_view;
 pub mod pages;

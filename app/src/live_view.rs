@@ -99,6 +99,12 @@ fn tick_duration(live: LiveState) {
     }
 }
 
+/// The replay (always from 0) reached the tail: the browser now holds the whole retained transcript.
+fn caught_up(state: &Rc<RefCell<Live>>, live: LiveState) {
+    state.borrow_mut().caught_up = true;
+    live.whole_transcript.set(true);
+}
+
 async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState, mut stop: oneshot::Receiver<()>) {
     let mut attempt = 0u32;
     // Until the first event, the terminal has not been set up from the stream's `hello`.
@@ -126,7 +132,7 @@ async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState, mut stop
                         schedule_draw(&state);
                     }
                 }
-                Ok(Message::Text(text)) => match serde_json::from_str::<LiveEvent>(&text) {
+                Ok(Message::Text(text)) => match decode_event(&text) {
                     Ok(event) => {
                         attempt = 0;
                         let flow = handle_event(&state, live, event, first);
@@ -182,7 +188,7 @@ fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, fi
         }
         LiveEvent::Live { offset } => {
             live.total_bytes.set(offset.max(live.total_bytes.get_untracked()));
-            state.borrow_mut().caught_up = true;
+            caught_up(state, live);
             schedule_draw(state);
         }
         LiveEvent::Clients { clients } => live.clients.set(clients),
@@ -192,7 +198,7 @@ fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, fi
             live.duration_ms.set(duration_ms);
             live.total_bytes.set(total_bytes);
             live.clients.set(Vec::new());
-            state.borrow_mut().caught_up = true;
+            caught_up(state, live);
             live.link_status.set(String::new());
             schedule_draw(state);
             return Flow::Stop;
@@ -301,12 +307,13 @@ impl Live {
         self.clear_marks();
         let (Some(f), Some(elements)) = (self.find.as_ref(), self.row_elements()) else { return };
         let rows = self.doc.rows();
-        let mut by_row: std::collections::BTreeMap<usize, Vec<(usize, usize, bool)>> = Default::default();
-        for (i, (row, start, end)) in f.matches.iter().enumerate() {
-            by_row.entry(*row).or_default().push((*start, *end, i == current));
-        }
         let mut marked = Vec::new();
-        for (row_index, marks) in by_row {
+        // Matches are in row order: one group per row.
+        let mut first = 0;
+        for group in f.matches.chunk_by(|a, b| a.0 == b.0) {
+            let row_index = group[0].0;
+            let marks: Vec<_> = group.iter().enumerate().map(|(k, m)| (m.1, m.2, first + k == current)).collect();
+            first += group.len();
             if let (Some(el), Some(Row::Text(row))) = (element(&elements, row_index), rows.get(row_index)) {
                 let mut out = String::new();
                 html::push_row_marked(&mut out, row, &marks);
@@ -344,7 +351,7 @@ fn search(rows: &cmdop_transcript::Rows<'_>, query: &str) -> Vec<(usize, usize, 
     let mut matches = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         if let Row::Text(t) = row {
-            let text = t.text().to_lowercase();
+            let text = lowercase(&t.text());
             for (byte, _) in text.match_indices(query) {
                 let start = text[..byte].chars().count();
                 matches.push((i, start, start + len));
@@ -352,6 +359,12 @@ fn search(rows: &cmdop_transcript::Rows<'_>, query: &str) -> Vec<(usize, usize, 
         }
     }
     matches
+}
+
+/// `text` in lower case, as `str::to_lowercase` has it. Non-ASCII text is lowered by the browser
+/// (`String.prototype.toLowerCase`, the same Unicode mapping): Rust's case tables cost the WASM 2.3 KB gzipped.
+fn lowercase(text: &str) -> String {
+    if text.is_ascii() { text.to_ascii_lowercase() } else { js_sys::JsString::from(text).to_lower_case().into() }
 }
 
 /// Finds `query` in the transcript (case-insensitive) and moves to the next (or previous) match; returns
@@ -369,7 +382,7 @@ pub async fn find(query: &str, forward: bool) -> Option<(usize, usize)> {
     let mut s = live.borrow_mut();
     // Draw first, so that rows on screen and rows searched are the same.
     s.draw();
-    let query = query.trim().to_lowercase();
+    let query = lowercase(query.trim());
     if query.is_empty() {
         s.clear_marks();
         s.find = None;
@@ -451,4 +464,123 @@ async fn sleep_ms(ms: u32) {
         }
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// A live event's JSON as one flat struct. [`LiveEvent`] is internally tagged (`"type"`), which serde decodes by
+/// buffering each object into a generic tree first: that path alone cost the WASM bundle 12 KB gzipped, while the
+/// direct decoders of these fields are in the bundle anyway (the page's data has the same types).
+#[derive(serde::Deserialize)]
+struct EventFields {
+    #[serde(rename = "type")]
+    kind: String,
+    from: Option<u64>,
+    total_bytes: Option<u64>,
+    cols: Option<u16>,
+    rows: Option<u16>,
+    client_id: Option<uuid::Uuid>,
+    at_offset: Option<u64>,
+    bytes_lost: Option<u64>,
+    reason: Option<cmdop_protocol::GapReason>,
+    offset: Option<u64>,
+    clients: Option<Vec<cmdop_protocol::ClientInfo>>,
+    exit_code: Option<i32>,
+    end_reason: Option<cmdop_protocol::EndReason>,
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    duration_ms: Option<u64>,
+    error: Option<String>,
+}
+
+/// Reads a text frame as a [`LiveEvent`]. Accepts every event `serde_json::from_str::<LiveEvent>` accepts (fields of
+/// the other variants are read too, so they must be well-formed if present; the server never sends them).
+fn decode_event(text: &str) -> Result<LiveEvent, String> {
+    let f: EventFields = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let missing = |field: &str| format!("`{}` event without `{field}`", f.kind);
+    let need = |v: Option<u64>, field: &str| v.ok_or_else(|| missing(field));
+    Ok(match f.kind.as_str() {
+        "hello" => LiveEvent::Hello {
+            from: need(f.from, "from")?,
+            total_bytes: need(f.total_bytes, "total_bytes")?,
+            cols: f.cols.ok_or_else(|| missing("cols"))?,
+            rows: f.rows.ok_or_else(|| missing("rows"))?,
+            client_id: f.client_id,
+        },
+        "gap" => LiveEvent::Gap {
+            at_offset: need(f.at_offset, "at_offset")?,
+            bytes_lost: need(f.bytes_lost, "bytes_lost")?,
+            reason: f.reason.ok_or_else(|| missing("reason"))?,
+        },
+        "resize" => LiveEvent::Resize {
+            offset: need(f.offset, "offset")?,
+            cols: f.cols.ok_or_else(|| missing("cols"))?,
+            rows: f.rows.ok_or_else(|| missing("rows"))?,
+        },
+        "live" => LiveEvent::Live { offset: need(f.offset, "offset")? },
+        "clients" => LiveEvent::Clients { clients: f.clients.ok_or_else(|| missing("clients"))? },
+        "exit" => LiveEvent::Exit {
+            exit_code: f.exit_code,
+            end_reason: f.end_reason,
+            ended_at: f.ended_at,
+            duration_ms: need(f.duration_ms, "duration_ms")?,
+            total_bytes: need(f.total_bytes, "total_bytes")?,
+        },
+        "error" => LiveEvent::Error { error: f.error.ok_or_else(|| missing("error"))? },
+        "pong" => LiveEvent::Pong,
+        other => return Err(format!("unknown event type `{other}`")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use cmdop_protocol::{ClientInfo, ClientKind, EndReason, GapReason};
+
+    use super::*;
+
+    #[test]
+    fn every_event_reads_as_the_protocol_wrote_it() {
+        let at = "2026-11-24T17:39:02.5Z".parse().unwrap();
+        let client = ClientInfo {
+            id: uuid::Uuid::from_u128(7),
+            kind: ClientKind::Browser,
+            name: "firefox".into(),
+            attached_at: at,
+            detached_at: None,
+        };
+        let events = [
+            LiveEvent::Hello { from: 0, total_bytes: 9, cols: 80, rows: 24, client_id: Some(client.id) },
+            LiveEvent::Hello { from: 3, total_bytes: 9, cols: 120, rows: 40, client_id: None },
+            LiveEvent::Gap { at_offset: 5, bytes_lost: 1 << 40, reason: GapReason::RecorderOffline },
+            LiveEvent::Gap { at_offset: 0, bytes_lost: 9, reason: GapReason::Truncated },
+            LiveEvent::Resize { offset: 4, cols: 100, rows: 30 },
+            LiveEvent::Live { offset: 9 },
+            LiveEvent::Clients { clients: vec![client.clone()] },
+            LiveEvent::Clients { clients: Vec::new() },
+            LiveEvent::Exit {
+                exit_code: Some(3),
+                end_reason: Some(EndReason::Exited),
+                ended_at: Some(at),
+                duration_ms: 1500,
+                total_bytes: 9,
+            },
+            LiveEvent::Exit { exit_code: None, end_reason: None, ended_at: None, duration_ms: 0, total_bytes: 0 },
+            LiveEvent::Error { error: "gone".into() },
+            LiveEvent::Pong,
+        ];
+        for event in events {
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(decode_event(&json), Ok(event), "{json}");
+        }
+    }
+
+    #[test]
+    fn incomplete_and_unknown_events_are_errors() {
+        for json in [r#"{"type":"live"}"#, r#"{"type":"input","data":"ls"}"#, r#"{"offset":3}"#, "[]"] {
+            assert!(decode_event(json).is_err(), "{json}");
+            assert!(serde_json::from_str::<LiveEvent>(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn ascii_is_lowered_without_the_browser() {
+        assert_eq!(lowercase("Make DEPLOY"), "make deploy");
+    }
 }

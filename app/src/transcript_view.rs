@@ -36,16 +36,34 @@ pub fn markup<'a>(history: impl IntoIterator<Item = &'a Row>, screen: &[Row]) ->
     out
 }
 
-/// Builds the terminal of a stored transcript (all of it that is retained), as a viewer replaying from 0 would.
+/// Builds the terminal of a stored transcript read from offset `slice_from`, as a viewer replaying from there
+/// would. When that is not the beginning, the terminal starts after the first line break at or after it, so
+/// that it never begins inside an escape sequence or a UTF-8 character.
 #[cfg(feature = "ssr")]
 pub fn document_from_slice(
     session: &cmdop_protocol::Session,
     slice: &cmdop_store::TranscriptSlice,
+    slice_from: u64,
 ) -> cmdop_transcript::Document {
     use cmdop_store::TranscriptPiece;
     let (cols, rows) = slice.size_before.map_or((session.cols, session.rows), |r| (r.cols, r.rows));
-    let mut doc = cmdop_transcript::Document::new(cols, rows, 0);
-    for piece in slice.pieces(0) {
+    let pieces = slice.pieces(slice_from);
+    let start = if slice_from == 0 {
+        0
+    } else {
+        pieces
+            .iter()
+            .find_map(|p| match p {
+                TranscriptPiece::Bytes { offset, bytes } => {
+                    bytes.iter().position(|b| *b == b'\n').map(|at| offset + at as u64 + 1)
+                }
+                _ => None,
+            })
+            .unwrap_or(slice_from)
+    };
+    // Bytes, gaps and resizes before `start` are skipped by the document itself.
+    let mut doc = cmdop_transcript::Document::new(cols, rows, start);
+    for piece in pieces {
         match piece {
             TranscriptPiece::Bytes { offset, bytes } => doc.feed(offset, bytes),
             TranscriptPiece::Gap { at_offset, bytes_lost, reason } => doc.gap(at_offset, bytes_lost, reason),
@@ -53,4 +71,70 @@ pub fn document_from_slice(
         }
     }
     doc
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use cmdop_protocol::{Session, SessionState, TranscriptInfo};
+    use cmdop_store::TranscriptSlice;
+
+    use super::document_from_slice;
+
+    fn session(total: u64) -> Session {
+        let now = chrono::Utc::now();
+        Session {
+            id: uuid::Uuid::now_v7(),
+            fleet: "f".into(),
+            fleet_id: uuid::Uuid::now_v7(),
+            machine: "m".into(),
+            machine_id: uuid::Uuid::now_v7(),
+            user: "u@example.com".into(),
+            user_id: uuid::Uuid::now_v7(),
+            user_name: "U".into(),
+            command: "c".into(),
+            state: SessionState::Ended,
+            end_reason: None,
+            started_at: now,
+            ended_at: Some(now),
+            exit_code: Some(0),
+            duration_ms: 0,
+            cols: 80,
+            rows: 24,
+            clients: Vec::new(),
+            chat_thread: None,
+            transcript: TranscriptInfo {
+                total_bytes: total,
+                retained_bytes: total,
+                truncated_bytes: 0,
+                gaps: Vec::new(),
+            },
+        }
+    }
+
+    fn slice(start: u64, bytes: &[u8]) -> TranscriptSlice {
+        TranscriptSlice {
+            start_offset: start,
+            bytes: bytes.to_vec(),
+            total_bytes: start + bytes.len() as u64,
+            truncated_bytes: 0,
+            gaps: Vec::new(),
+            resizes: Vec::new(),
+            more: false,
+            size_before: None,
+        }
+    }
+
+    #[test]
+    fn a_tail_snapshot_starts_after_the_first_line_break_past_the_cut() {
+        // Read from offset 100, in the middle of a colored line: the half line (and its half escape) is skipped.
+        let tail = b"m half line\x1b[0m\r\nwhole line\r\n\x1b[31mred\x1b[0m\r\n";
+        let doc = document_from_slice(&session(100 + tail.len() as u64), &slice(100, tail), 100);
+        assert_eq!(doc.start_offset(), 100 + 17);
+        let text = doc.plain_text();
+        assert!(text.starts_with("whole line\nred"), "{text:?}");
+        assert!(!text.contains("half"), "{text:?}");
+        // From the beginning nothing is skipped.
+        let doc = document_from_slice(&session(tail.len() as u64), &slice(0, tail), 0);
+        assert!(doc.plain_text().starts_with("m half line"), "{:?}", doc.plain_text());
+    }
 }

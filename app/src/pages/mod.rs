@@ -7,6 +7,7 @@ pub use login::{LoginPage, is_local_path};
 pub use not_found::NotFound;
 pub use session::{LiveState, SessionPage};
 pub use sessions::SessionsPage;
+pub(crate) use sessions::sessions_href;
 
 use leptos::prelude::ServerFnError;
 

@@ -1,13 +1,14 @@
 //! `/sessions/{id}`: one session, its transcript as a terminal shows it, live while it runs.
 
-use cmdop_protocol::{ChatThread, ClientInfo, ClientKind, Session, SessionState};
+use cmdop_protocol::{ChatThread, ClientInfo, Session, SessionState};
+use leptos::either::{Either, EitherOf3};
 use leptos::html;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::{SessionPageData, session_page, signed_in};
-use crate::components::{TopBar, exit_code};
+use crate::components::{TopBar, exit_code, kind_label};
 use crate::format;
 use crate::pages::NotFound;
 
@@ -25,6 +26,8 @@ pub struct LiveState {
     pub following: RwSignal<bool>,
     /// Words about the live connection ("reconnecting…"), empty when all is well.
     pub link_status: RwSignal<String>,
+    /// The browser replayed the whole retained transcript: what the first paint left out is now shown.
+    pub whole_transcript: RwSignal<bool>,
 }
 
 #[component]
@@ -37,21 +40,20 @@ pub fn SessionPage() -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match me.await {
-                    Ok(Some(me)) => view! { <TopBar me /> }.into_any(),
-                    _ => ().into_any(),
+                    Ok(Some(me)) => Either::Left(view! { <TopBar me /> }),
+                    _ => Either::Right(()),
                 }
             })}
         </Suspense>
         <Suspense fallback=|| view! { <main class="page"><p class="loading">"Loading the session…"</p></main> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(Some(d)) => view! { <SessionView data=d /> }.into_any(),
-                    Ok(None) => view! { <NotFound /> }.into_any(),
-                    Err(e) => view! {
+                    Ok(Some(d)) => EitherOf3::A(view! { <SessionView data=d /> }),
+                    Ok(None) => EitherOf3::B(view! { <NotFound /> }),
+                    Err(e) => EitherOf3::C(view! {
                         <Title text="Session" />
                         <main class="page"><p class="alert" role="alert">{super::error_text(&e)}</p></main>
-                    }
-                    .into_any(),
+                    }),
                 }
             })}
         </Suspense>
@@ -59,8 +61,8 @@ pub fn SessionPage() -> impl IntoView {
 }
 
 #[component]
-fn SessionView(data: SessionPageData) -> AnyView {
-    let SessionPageData { session: s, chat, snapshot_html, snapshot_rows_omitted } = data;
+fn SessionView(data: SessionPageData) -> impl IntoView {
+    let SessionPageData { session: s, chat, snapshot_html, snapshot_rows_omitted, snapshot_bytes_omitted } = data;
     let live = LiveState {
         state: RwSignal::new(s.state),
         exit_code: RwSignal::new(s.exit_code),
@@ -70,6 +72,7 @@ fn SessionView(data: SessionPageData) -> AnyView {
         this_tab: RwSignal::new(None),
         following: RwSignal::new(true),
         link_status: RwSignal::new(String::new()),
+        whole_transcript: RwSignal::new(false),
     };
     let term = NodeRef::<html::Div>::new();
     let scroller = NodeRef::<html::Div>::new();
@@ -89,14 +92,14 @@ fn SessionView(data: SessionPageData) -> AnyView {
     let title = format!("{} on {}", s.command, s.machine);
     let gaps = s.transcript.gaps.len();
     let truncated = s.transcript.truncated_bytes;
-    // Sections are type-erased (`into_any`): the nested view type would otherwise exceed the compiler's
-    // recursion limit in crates that embed the page.
+    // No `into_any()` on this page (branches are `Either`s): every type-erased view brings its own async-hydration
+    // copy of its whole subtree into the WASM, which `hydrate_body` never runs (~26 KB gzipped here).
     let panel = view! {
         <section class="transcript-panel" aria-label="Transcript">
             <TranscriptToolbar id=s.id live />
-            {(snapshot_rows_omitted > 0).then(|| view! {
+            {move || (!live.whole_transcript.get() && (snapshot_rows_omitted > 0 || snapshot_bytes_omitted > 0)).then(|| view! {
                 <p class="muted small omitted">
-                    {format!("{snapshot_rows_omitted} earlier rows are not shown here; ")}
+                    {omitted_text(snapshot_rows_omitted, snapshot_bytes_omitted)}
                     <a href=format!("/api/v1/sessions/{}/transcript", s.id) download="">"download the transcript"</a>
                     " for all of it."
                 </p>
@@ -119,16 +122,14 @@ fn SessionView(data: SessionPageData) -> AnyView {
             </div>
             <FollowButton live scroller />
         </section>
-    }
-    .into_any();
+    };
     let side = view! {
         <aside class="side">
             <ReattachBox id=s.id machine=s.machine.clone() />
             <ClientsBox live />
             {chat.map(|c| view! { <ChatBox chat=c /> })}
         </aside>
-    }
-    .into_any();
+    };
     view! {
         <Title text=title />
         <main class="page session-page">
@@ -137,7 +138,7 @@ fn SessionView(data: SessionPageData) -> AnyView {
                 <span aria-hidden="true">" / "</span>
                 <span>{s.machine.clone()}</span>
             </nav>
-            {view! { <SessionHeader s=s.clone() live /> }.into_any()}
+            <SessionHeader s=s.clone() live />
             <p class="notice" role="note">
                 "This page is view only: nothing typed here reaches the session. To work in it, use "
                 <code>{format!("cmdop connect {}", s.machine)}</code>" or the desktop app."
@@ -145,7 +146,6 @@ fn SessionView(data: SessionPageData) -> AnyView {
             <div class="session-body">{panel} {side}</div>
         </main>
     }
-    .into_any()
 }
 
 fn transcript_note(truncated: u64, gaps: usize) -> String {
@@ -160,8 +160,9 @@ fn transcript_note(truncated: u64, gaps: usize) -> String {
         ));
     }
     let mut text = parts.join("; ");
-    if let Some(first) = text.get(..1) {
-        text = first.to_uppercase() + &text[1..];
+    // Starts with "the" or a digit: ASCII (and `str::to_uppercase` would bring Unicode's case tables to the WASM).
+    if let Some(first) = text.get_mut(..1) {
+        first.make_ascii_uppercase();
     }
     text + " (marked in the transcript)."
 }
@@ -169,8 +170,8 @@ fn transcript_note(truncated: u64, gaps: usize) -> String {
 #[component]
 fn SessionHeader(s: Session, live: LiveState) -> impl IntoView {
     let state_badge = move || match live.state.get() {
-        SessionState::Active => view! { <span class="badge badge-active">"active"</span> }.into_any(),
-        SessionState::Ended => view! { <span class="badge badge-ended">"ended"</span> }.into_any(),
+        SessionState::Active => Either::Left(view! { <span class="badge badge-active">"active"</span> }),
+        SessionState::Ended => Either::Right(view! { <span class="badge badge-ended">"ended"</span> }),
     };
     let exit = move || exit_code(live.state.get(), live.exit_code.get(), "running");
     view! {
@@ -304,10 +305,10 @@ fn ClientsBox(live: LiveState) -> impl IntoView {
             {move || {
                 let clients = live.clients.get();
                 if clients.is_empty() {
-                    return view! { <p class="muted small">"Nobody is attached."</p> }.into_any();
+                    return Either::Left(view! { <p class="muted small">"Nobody is attached."</p> });
                 }
                 let mine = live.this_tab.get();
-                view! {
+                Either::Right(view! {
                     <ul class="client-list">
                         {clients
                             .into_iter()
@@ -323,19 +324,17 @@ fn ClientsBox(live: LiveState) -> impl IntoView {
                             })
                             .collect_view()}
                     </ul>
-                }
-                .into_any()
+                })
             }}
         </section>
     }
 }
 
-pub fn kind_label(kind: ClientKind) -> &'static str {
-    match kind {
-        ClientKind::Desktop => "desktop",
-        ClientKind::Cli => "CLI",
-        ClientKind::Bot => "bot",
-        ClientKind::Browser => "browser",
+/// What the first paint leaves out (the live view then draws it all).
+fn omitted_text(rows: u64, bytes: u64) -> String {
+    match (rows, bytes) {
+        (_, 0) => format!("{rows} earlier rows are not shown here; "),
+        _ => format!("The first {} of output are not shown here; ", format::bytes(bytes)),
     }
 }
 
@@ -345,9 +344,9 @@ fn ChatBox(chat: ChatThread) -> impl IntoView {
         <section class="card chat" aria-labelledby="chat-title">
             <h2 id="chat-title">"Chat thread: " {chat.title.clone()}</h2>
             {if chat.messages.is_empty() {
-                view! { <p class="muted small">"No messages yet."</p> }.into_any()
+                Either::Left(view! { <p class="muted small">"No messages yet."</p> })
             } else {
-                view! {
+                Either::Right(view! {
                     <ol class="chat-messages">
                         {chat
                             .messages
@@ -363,8 +362,7 @@ fn ChatBox(chat: ChatThread) -> impl IntoView {
                             })
                             .collect_view()}
                     </ol>
-                }
-                .into_any()
+                })
             }}
         </section>
     }

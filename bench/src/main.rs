@@ -4,6 +4,7 @@
 //! (a) `ingest`: one session printing as fast as it can, `cmdop record` → server → durable store.
 //! (b) `latency`: 1,000 sessions at 1 KB/s and 100 viewers; recorder write → viewer receipt.
 //! (c) `fanout`: one session at 1 MiB/s and 1,000 viewers; does any viewer fall behind?
+//! (d) `list`: `GET /api/v1/sessions` first pages with filters over 1,000,000 sessions seeded with SQL.
 //! Each against SQLite and/or PostgreSQL, and asciinema 3 as the reference where it applies.
 
 mod asciinema;
@@ -12,6 +13,8 @@ mod fanout;
 mod http;
 mod ingest;
 mod latency;
+mod list;
+mod list_data;
 mod pace;
 mod payload;
 mod proc_stats;
@@ -29,6 +32,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use fanout::FanoutOptions;
 use ingest::{IngestOptions, IngestRow};
 use latency::LatencyOptions;
+use list::ListOptions;
 use server_proc::{Backend, ServerOptions, sibling_binary};
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -58,6 +62,8 @@ enum Cmd {
     Fanout,
     /// (a), (b) and (c)
     All,
+    /// (d) the sessions list's first page with filters over many sessions (not part of `all`: it seeds 1,000,000)
+    List(ListArgs),
     /// Print at a fixed rate (the command asciinema records in the fan-out reference)
     #[command(hide = true)]
     Pace(pace::PaceArgs),
@@ -181,6 +187,31 @@ struct FanoutArgs {
     drain: u64,
 }
 
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Sessions to seed
+    #[arg(id = "list_sessions", long = "sessions", default_value_t = 1_000_000)]
+    sessions: usize,
+    /// Timed requests per case and viewer
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    /// Untimed requests before them
+    #[arg(id = "list_warmup", long = "warmup", default_value_t = 20)]
+    warmup: usize,
+    /// Seconds one case (per viewer) may take; it stops early, with fewer samples (at least 20), after that
+    #[arg(long, default_value_t = 60)]
+    case_budget: u64,
+    /// p95 target on SQLite, milliseconds
+    #[arg(long, default_value_t = 20.0)]
+    target_sqlite_ms: f64,
+    /// p95 target on PostgreSQL, milliseconds
+    #[arg(long, default_value_t = 50.0)]
+    target_postgres_ms: f64,
+    /// Skip timing the SQL alone and printing the query plans
+    #[arg(long)]
+    no_explain: bool,
+}
+
 /// `65536`, `64KiB`, `1MiB`, `2GiB`.
 fn parse_size(text: &str) -> Result<u64, String> {
     match cmdop_protocol::parse_size(text)? {
@@ -239,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         work_dir: work_dir.clone(),
         transcript_limit: common.transcript_limit.clone(),
         keep: common.keep,
+        serve_args: Vec::new(),
     };
     let backends = common.backend.backends();
     let (do_ingest, do_latency, do_fanout) = match cli.command {
@@ -246,6 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Cmd::Latency => (false, true, false),
         Cmd::Fanout => (false, false, true),
         Cmd::All => (true, true, true),
+        Cmd::List(_) => (false, false, false),
         Cmd::Pace(_) => unreachable!("handled in main"),
     };
 
@@ -340,6 +373,37 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             body.push_str("\nasciinema reference skipped: pass --asciinema PATH or set CMDOP_BENCH_ASCIINEMA.\n");
         }
         section(&mut md, "(c) Fan-out: one fast session, many viewers", failures_or(body, failures));
+    }
+
+    if let Cmd::List(a) = &cli.command {
+        let opts = ListOptions {
+            sessions: a.sessions,
+            requests: a.requests,
+            warmup: a.warmup,
+            case_budget: Duration::from_secs(a.case_budget),
+            target_sqlite_ms: a.target_sqlite_ms,
+            target_postgres_ms: a.target_postgres_ms,
+            explain: !a.no_explain,
+        };
+        let mut results = Vec::new();
+        let mut failures = Vec::new();
+        for &b in &backends {
+            match list::run(&opts, &server_opts, b).await {
+                Ok(r) => results.push(r),
+                Err(e) => failures.push(format!("{}: {e:#}", b.name())),
+            }
+        }
+        let body = list::table(&results);
+        let title = format!(
+            "(d) Sessions list: `GET /api/v1/sessions` first page with filters over {} sessions",
+            opts.sessions
+        );
+        section(&mut md, &title, failures_or(body, failures));
+        let plans = list::plans(&results);
+        if !plans.is_empty() {
+            md.push_str("\n#### Query plans (the list query as the store builds it, against the seeded database)\n");
+            md.push_str(&plans);
+        }
     }
 
     println!("{md}");
@@ -509,5 +573,21 @@ mod tests {
         let cli = Cli::try_parse_from(["cmdop-bench", "pace", "--rate", "10", "--chunk", "2", "--bytes", "4"]).unwrap();
         let Cmd::Pace(p) = cli.command else { panic!("pace") };
         assert_eq!((p.rate, p.chunk, p.bytes), (10, 2, 4));
+        let cli = Cli::try_parse_from([
+            "cmdop-bench",
+            "list",
+            "--backend",
+            "postgres",
+            "--sessions",
+            "1000",
+            "--requests",
+            "5",
+            "--out",
+            "x.md",
+        ])
+        .unwrap();
+        let Cmd::List(l) = cli.command else { panic!("list") };
+        assert_eq!((l.sessions, l.requests, l.warmup), (1000, 5, 20));
+        assert_eq!(cli.common.backend, BackendChoice::Postgres);
     }
 }

@@ -46,6 +46,8 @@ pub struct ServerOptions {
     pub transcript_limit: Option<String>,
     /// Keep each server's temp dir (store, logs) instead of removing it.
     pub keep: bool,
+    /// More arguments for `serve` (e.g. `--recorder-grace`).
+    pub serve_args: Vec<String>,
 }
 
 impl ServerOptions {
@@ -70,6 +72,8 @@ struct PgDatabase {
 pub struct Server {
     pub addr: SocketAddr,
     pub token: String,
+    bin: PathBuf,
+    database_url: String,
     child: Child,
     pg: Option<PgDatabase>,
     log: PathBuf,
@@ -93,15 +97,8 @@ impl Server {
             Some(db) => with_database(&db.admin_url, &db.name),
             None => format!("sqlite://{}", dir.path().join("inspector.db").display()),
         };
-        let store_args = |cmd: &mut tokio::process::Command| {
-            cmd.arg("--data-dir").arg(dir.path()).arg("--database-url").arg(&database_url);
-        };
-        let admin = |args: &[&str]| {
-            let mut cmd = tokio::process::Command::new(&opts.bin);
-            store_args(&mut cmd);
-            cmd.arg("admin").args(args).env("CMDOP_LOG", "warn");
-            run_admin(cmd, args.join(" "))
-        };
+        let admin =
+            |args: &[&str]| run_admin(admin_command(&opts.bin, dir.path(), &database_url, args), args.join(" "));
         admin(&["fleet", "create", FLEET]).await?;
         admin(&["member", "add", MEMBER, "--bot"]).await?;
         admin(&["member", "join", MEMBER, FLEET, "--role", "owner"]).await?;
@@ -120,15 +117,27 @@ impl Server {
             .arg("--database-url")
             .arg(&database_url)
             .args(["serve", "--listen", &addr.to_string()])
+            .args(&opts.serve_args)
             .env("CMDOP_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .with_context(|| format!("starting {}", opts.bin.display()))?;
-        let mut server = Server { addr, token, child, pg, log, dir };
+        let bin = opts.bin.clone();
+        let mut server = Server { addr, token, bin, database_url, child, pg, log, dir };
         server.wait_healthy().await?;
         Ok(server)
+    }
+
+    /// Runs `cmdop-inspector admin ARGS` against this server's store; returns what it printed.
+    pub async fn admin(&self, args: &[&str]) -> anyhow::Result<String> {
+        run_admin(admin_command(&self.bin, self.dir.path(), &self.database_url, args), args.join(" ")).await
+    }
+
+    /// The store's URL (`sqlite://...` or `postgres://...`).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
     }
 
     pub fn pid(&self) -> u32 {
@@ -251,6 +260,14 @@ impl PgDatabase {
         })
         .join();
     }
+}
+
+/// `cmdop-inspector admin ARGS` against a store.
+fn admin_command(bin: &Path, data_dir: &Path, database_url: &str, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("--data-dir").arg(data_dir).arg("--database-url").arg(database_url);
+    cmd.arg("admin").args(args).env("CMDOP_LOG", "warn");
+    cmd
 }
 
 async fn run_admin(mut cmd: tokio::process::Command, what: String) -> anyhow::Result<String> {

@@ -17,6 +17,7 @@ pub struct Percentiles {
     pub n: usize,
     pub p50: u64,
     pub p90: u64,
+    pub p95: u64,
     pub p99: u64,
     pub max: u64,
 }
@@ -31,7 +32,14 @@ impl Percentiles {
             let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
             samples[rank.clamp(1, samples.len()) - 1]
         };
-        Percentiles { n: samples.len(), p50: at(50.0), p90: at(90.0), p99: at(99.0), max: samples[samples.len() - 1] }
+        Percentiles {
+            n: samples.len(),
+            p50: at(50.0),
+            p90: at(90.0),
+            p95: at(95.0),
+            p99: at(99.0),
+            max: samples[samples.len() - 1],
+        }
     }
 }
 
@@ -42,7 +50,7 @@ mod tests {
     #[test]
     fn nearest_rank() {
         let p = Percentiles::of((1..=100).collect());
-        assert_eq!((p.n, p.p50, p.p90, p.p99, p.max), (100, 50, 90, 99, 100));
+        assert_eq!((p.n, p.p50, p.p90, p.p95, p.p99, p.max), (100, 50, 90, 95, 99, 100));
         let p = Percentiles::of(vec![7]);
         assert_eq!((p.p50, p.p99, p.max), (7, 7, 7));
         assert_eq!(Percentiles::of(Vec::new()), Percentiles::default());

@@ -6,7 +6,11 @@ import * as fs from 'fs';
 // The server under test: the debug binary scripts/test.sh built, on a fresh SQLite demo in a temp dir.
 const bin = process.env.CMDOP_INSPECTOR_BIN ?? path.resolve(__dirname, '../target/debug/cmdop-inspector');
 const port = Number(process.env.CMDOP_E2E_PORT ?? 3917);
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cmdop-e2e-'));
+// Made once by the runner; its workers inherit it through the environment (tests record into this server).
+const dataDir = process.env.CMDOP_E2E_DATA_DIR ?? fs.mkdtempSync(path.join(os.tmpdir(), 'cmdop-e2e-'));
+process.env.CMDOP_E2E_DATA_DIR = dataDir;
+process.env.CMDOP_INSPECTOR_BIN = bin;
+process.env.CMDOP_E2E_PORT = String(port);
 
 export default defineConfig({
   testDir: './tests',

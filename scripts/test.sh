@@ -11,8 +11,11 @@ scripts/tools.sh --e2e
 scripts/build-site.sh
 
 echo "== end-to-end (headless Chromium)"
-cargo build -p cmdop-inspector-server --bin cmdop-inspector
+cargo build -p cmdop-inspector-server --bin cmdop-inspector -p cmdop-agent --bin cmdop
 (cd end2end && CMDOP_INSPECTOR_BIN="$(cd .. && realpath "$target_dir")/debug/cmdop-inspector" npx playwright test)
 
 echo "== unit, store conformance (SQLite + PostgreSQL), HTTP API"
 cargo test
+
+echo "== browser-side unit tests (the hydrate feature, natively)"
+cargo test -p cmdop-inspector --features hydrate --lib

@@ -1,27 +1,12 @@
 import { test, expect, Page, Browser, BrowserContextOptions } from '@playwright/test';
 import * as path from 'path';
-import { OWNER, VIEWER, watchConsole, signIn } from './helpers';
+import { Member, signedInContexts, watchConsole } from './helpers';
 
-type State = BrowserContextOptions['storageState'];
-const states: { owner?: State; viewer?: State } = {};
+const open = signedInContexts();
 
-// One sign-in per member for the whole file: the server rate-limits logins per email.
-test.beforeAll(async ({ browser }) => {
-  for (const [key, who] of [['owner', OWNER], ['viewer', VIEWER]] as const) {
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    await signIn(page, who);
-    states[key] = await context.storageState();
-    await context.close();
-  }
-});
-
-/** A signed-in page in a fresh context (`options` e.g. to turn JavaScript off). */
-async function signedIn(browser: Browser, key: 'owner' | 'viewer', options: BrowserContextOptions = {}): Promise<Page> {
-  const context = await browser.newContext({ ...options, storageState: states[key] });
-  const page = await context.newPage();
-  await page.goto('/sessions');
-  return page;
+/** A signed-in page on the sessions list in a fresh context (`options` e.g. to turn JavaScript off). */
+function signedIn(browser: Browser, key: Member, options: BrowserContextOptions = {}): Promise<Page> {
+  return open(browser, key, '/sessions', options);
 }
 
 /** Opens a demo session from the list by its command; returns its URL. */

@@ -289,9 +289,5 @@ fn SessionRow(s: Session, clock: RwSignal<f64>) -> impl IntoView {
 
 /// The list's URL for a query string; a bare `/sessions` when there is none.
 pub(crate) fn sessions_href(query: &str) -> String {
-    if query.is_empty() {
-        "/sessions".to_string()
-    } else {
-        format!("/sessions?{query}")
-    }
+    if query.is_empty() { "/sessions".to_string() } else { format!("/sessions?{query}") }
 }

@@ -7,7 +7,6 @@ pub use login::{LoginPage, is_local_path};
 pub use not_found::NotFound;
 pub use session::{LiveState, SessionPage};
 pub use sessions::SessionsPage;
-pub(crate) use sessions::sessions_href;
 
 use leptos::prelude::ServerFnError;
 
@@ -17,4 +16,9 @@ pub(crate) fn error_text(e: &ServerFnError) -> String {
         ServerFnError::ServerError(msg) => msg.clone(),
         other => format!("Could not load this page: {other}"),
     }
+}
+
+/// The list's URL for a query string; a bare `/sessions` when there is none.
+pub(crate) fn sessions_href(query: &str) -> String {
+    if query.is_empty() { "/sessions".to_string() } else { format!("/sessions?{query}") }
 }

@@ -164,7 +164,7 @@ fn Filters(d: SessionsPageData) -> impl IntoView {
             </label>
             <div class="filter-actions">
                 <button type="submit">"Apply"</button>
-                <a href=sessions_href(&clear.to_query())>"Clear filters"</a>
+                <a href=super::sessions_href(&clear.to_query())>"Clear filters"</a>
             </div>
             <p class="filter-summary muted" aria-live="polite" data-testid="match-count">
                 {format!("{total} matching {}", if total == 1 { "session" } else { "sessions" })}
@@ -215,8 +215,8 @@ fn Sections(d: SessionsPageData, clock: RwSignal<f64>) -> impl IntoView {
                     Either::Right(view! { <SessionTable sessions=d.ended.clone() clock /> })
                 }}
                 <nav class="pager" aria-label="Ended sessions pages">
-                    {newest.map(|q| view! { <a href=sessions_href(&q)>"← Newest"</a> })}
-                    {older.map(|q| view! { <a href=sessions_href(&q)>"Older sessions →"</a> })}
+                    {newest.map(|q| view! { <a href=super::sessions_href(&q)>"← Newest"</a> })}
+                    {older.map(|q| view! { <a href=super::sessions_href(&q)>"Older sessions →"</a> })}
                 </nav>
             </section>
         }
@@ -285,9 +285,4 @@ fn SessionRow(s: Session, clock: RwSignal<f64>) -> impl IntoView {
             <td class="num">{format::bytes(t.total_bytes)} {gap}</td>
         </tr>
     }
-}
-
-/// The list's URL for a query string; a bare `/sessions` when there is none.
-pub(crate) fn sessions_href(query: &str) -> String {
-    if query.is_empty() { "/sessions".to_string() } else { format!("/sessions?{query}") }
 }

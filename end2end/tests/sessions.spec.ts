@@ -56,7 +56,7 @@ test('each filter narrows the list, combinations narrow further, and the URL hol
   // Time range: everything of the demo started within the hour; a custom window in the past has nothing.
   await page.getByRole('link', { name: 'Clear filters' }).click();
   // The form keeps the old values until that navigation lands; picking a range before then would keep them too.
-  await expect(page).toHaveURL(/\/sessions$/);
+  await expect(page).toHaveURL(/\/sessions\?fleet=demo$/);
   await expect(page.getByLabel('Machine')).toHaveValue('');
   await expect(page.getByLabel('User')).toHaveValue('');
   await page.getByLabel('Started').selectOption('1h');

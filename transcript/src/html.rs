@@ -186,14 +186,44 @@ pub fn group_thousands(n: u64) -> String {
     out
 }
 
-/// Binary units with one decimal: "1.5 MiB".
+/// Binary units with one decimal: "1.5 MiB". Integer arithmetic: formatting an `f64` would bring ~14 KB of float
+/// printing into the browser's bundle.
 pub fn human_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
+    let mut divisor: u128 = 1;
+    while u128::from(n) >= divisor * 1024 && unit < UNITS.len() - 1 {
+        divisor *= 1024;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        return format!("{n} B");
+    }
+    // Tenths, rounded half up; what rounds up to 1024 of a unit is shown as 1.0 of the next.
+    let mut tenths = (u128::from(n) * 10 + divisor / 2) / divisor;
+    if tenths >= 10240 && unit < UNITS.len() - 1 {
+        divisor *= 1024;
+        unit += 1;
+        tenths = (u128::from(n) * 10 + divisor / 2) / divisor;
+    }
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn human_size_uses_binary_units_with_one_rounded_decimal() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(1587), "1.5 KiB"); // 1.5498
+        assert_eq!(human_size(1588), "1.6 KiB"); // 1.5508
+        assert_eq!(human_size(8 * 1024 * 1024), "8.0 MiB");
+        assert_eq!(human_size(1024 * 1024 - 1), "1.0 MiB");
+        assert_eq!(human_size(5 * (1 << 40)), "5.0 TiB");
+        assert_eq!(human_size(u64::MAX), "16777216.0 TiB");
+    }
 }

@@ -29,6 +29,7 @@ pub struct MemberInfo {
 pub struct LoginResponse {
     pub member: MemberInfo,
     /// When the login session (and its cookie) expires.
+    #[serde(with = "crate::time::rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -93,8 +94,10 @@ pub struct ClientInfo {
     pub id: Uuid,
     pub kind: ClientKind,
     pub name: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub attached_at: DateTime<Utc>,
     /// `None` while attached.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub detached_at: Option<DateTime<Utc>>,
 }
 
@@ -161,7 +164,9 @@ pub struct Session {
     pub command: String,
     pub state: SessionState,
     pub end_reason: Option<EndReason>,
+    #[serde(with = "crate::time::rfc3339")]
     pub started_at: DateTime<Utc>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub ended_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
     /// Ended: end minus start. Active: now minus start, as of the answer.
@@ -208,6 +213,7 @@ pub struct ChatMessage {
     pub author: String,
     pub author_name: String,
     pub body: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -219,6 +225,7 @@ pub struct ChatThread {
     pub fleet_id: Uuid,
     pub title: String,
     pub created_by: String,
+    #[serde(with = "crate::time::rfc3339")]
     pub created_at: DateTime<Utc>,
     pub messages: Vec<ChatMessage>,
 }

@@ -93,8 +93,10 @@ pub struct SessionFilter {
     pub state: Option<SessionState>,
     pub range: Option<TimeRange>,
     /// Started at or after (custom range).
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub since: Option<DateTime<Utc>>,
     /// Started before (custom range).
+    #[serde(default, with = "crate::time::rfc3339_opt")]
     pub until: Option<DateTime<Utc>>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,

@@ -69,7 +69,7 @@ pub struct OpenSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_thread: Option<Uuid>,
     /// When the command started, by the recorder's clock (it may have run before the server was reachable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::time::rfc3339_opt")]
     pub started_at: Option<DateTime<Utc>>,
 }
 

@@ -8,6 +8,7 @@ pub mod filter;
 pub mod ingest;
 pub mod live;
 pub mod size;
+pub mod time;
 
 pub use api::*;
 pub use filter::{SessionFilter, TimeRange};

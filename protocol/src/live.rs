@@ -41,6 +41,7 @@ pub enum LiveEvent {
     Exit {
         exit_code: Option<i32>,
         end_reason: Option<EndReason>,
+        #[serde(default, with = "crate::time::rfc3339_opt")]
         ended_at: Option<DateTime<Utc>>,
         duration_ms: u64,
         total_bytes: u64,

@@ -1,8 +1,45 @@
 //! Server functions: thin. Authorize, call the store, map the error.
 
-use cmdop_protocol::{ChatThread, MemberInfo, Session, SessionFilter};
+use cmdop_protocol::{MemberInfo, Session, SessionFilter};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// The wire codec of the pages' resources: JSON, read with `serde_json::from_slice` as server functions read their
+/// responses. Leptos's default codec reads with `from_str`, which compiles every type's decoder into the WASM a
+/// second time (~9 KB gzipped).
+pub struct Json;
+
+impl<T: Serialize> leptos::server::codee::Encoder<T> for Json {
+    type Error = serde_json::Error;
+    type Encoded = String;
+
+    fn encode(val: &T) -> Result<String, Self::Error> {
+        serde_json::to_string(val)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> leptos::server::codee::Decoder<T> for Json {
+    type Error = serde_json::Error;
+    type Encoded = str;
+
+    fn decode(val: &str) -> Result<T, Self::Error> {
+        serde_json::from_slice(val.as_bytes())
+    }
+}
+
+/// A resource in the [`Json`] codec.
+#[track_caller]
+pub fn resource<S, T, Fut>(
+    source: impl Fn() -> S + Send + Sync + 'static,
+    fetcher: impl Fn(S) -> Fut + Send + Sync + 'static,
+) -> Resource<T, Json>
+where
+    S: Send + Sync + Clone + PartialEq + 'static,
+    T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    Resource::new_with_options(source, fetcher, false)
+}
 
 /// What the page header needs about the signed-in member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +84,25 @@ pub struct SessionsPageData {
     pub next_cursor: Option<String>,
 }
 
+/// The sessions list page as it shows: its filter form's fields and its sections, as markup (see `markup`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsPageHtml {
+    pub filters: String,
+    pub sections: String,
+}
+
+/// The sessions list page for a query string, rendered. The browser only ever shows this markup, so it travels
+/// as such: decoding the data and rendering it in the WASM would cost the bundle the decoders and the renderer.
+#[server(prefix = "/rpc", endpoint = "sessions")]
+pub async fn sessions_page(query: String) -> Result<SessionsPageHtml, ServerFnError> {
+    let d = sessions_page_data(query).await?;
+    Ok(SessionsPageHtml { filters: crate::markup::filters(&d), sections: crate::markup::sections(&d) })
+}
+
 /// The sessions list for a query string (`fleet`, `machine`, `user`, `state`, `range`, `since`, `until`, `limit`,
 /// `cursor`; see [`SessionFilter`]). Without `fleet`, the member's first fleet is the active one.
-#[server(prefix = "/rpc", endpoint = "sessions")]
-pub async fn sessions_page(query: String) -> Result<SessionsPageData, ServerFnError> {
+#[cfg(feature = "ssr")]
+pub async fn sessions_page_data(query: String) -> Result<SessionsPageData, ServerFnError> {
     use cmdop_protocol::SessionState;
     use cmdop_store::{SessionQuery, Viewer};
 
@@ -129,11 +181,55 @@ pub const SNAPSHOT_ROWS: usize = 500;
 /// same however long the session ran (emulating 8 MiB took ~300 ms per view). The browser replays all of it.
 pub const SNAPSHOT_BYTES: u64 = 256 * 1024;
 
+/// What the session page shows of a session: the facts its header says, and the ones that change while it is open
+/// (the live view keeps those current). Not the whole [`Session`]: the browser would need its decoders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionHead {
+    pub id: uuid::Uuid,
+    pub command: String,
+    pub machine: String,
+    pub user: String,
+    pub user_name: String,
+    pub fleet: String,
+    /// The start, as the page says it.
+    pub started: String,
+    pub state: cmdop_protocol::SessionState,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub total_bytes: u64,
+    /// Attached clients only.
+    pub clients: Vec<cmdop_protocol::ClientInfo>,
+}
+
+impl SessionHead {
+    pub fn of(s: &Session) -> Self {
+        SessionHead {
+            id: s.id,
+            command: s.command.clone(),
+            machine: s.machine.clone(),
+            user: s.user.clone(),
+            user_name: s.user_name.clone(),
+            fleet: s.fleet.clone(),
+            started: crate::format::timestamp(s.started_at),
+            state: s.state,
+            exit_code: s.exit_code,
+            duration_ms: s.duration_ms,
+            total_bytes: s.transcript.total_bytes,
+            clients: s.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect(),
+        }
+    }
+}
+
 /// Everything the session page shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionPageData {
-    pub session: Session,
-    pub chat: Option<ChatThread>,
+    pub head: SessionHead,
+    /// The side boxes that do not change while the page is open, as markup: how to work in the session, and
+    /// the chat thread that drove it (if one did).
+    pub reattach_html: String,
+    pub chat_html: Option<String>,
+    /// What the ring buffer dropped and where output was lost, in words, if anything was.
+    pub transcript_note: Option<String>,
     /// Server-rendered transcript rows (escaped HTML) for the first paint and for readers without JavaScript.
     /// Not serialized: the browser rebuilds the terminal from the live stream, so the HTML travels once.
     #[serde(skip)]
@@ -142,6 +238,26 @@ pub struct SessionPageData {
     pub snapshot_rows_omitted: u64,
     /// Retained transcript bytes before the snapshot's start (the server emulates only the tail).
     pub snapshot_bytes_omitted: u64,
+}
+
+/// What the ring buffer dropped and where output was lost, in words; `None` when nothing was.
+pub fn transcript_note(s: &Session) -> Option<String> {
+    let (truncated, gaps) = (s.transcript.truncated_bytes, s.transcript.gaps.len());
+    let mut parts = Vec::new();
+    if truncated > 0 {
+        parts.push(format!("the ring buffer dropped the oldest {}", crate::format::bytes(truncated)));
+    }
+    if gaps > 0 {
+        parts.push(format!(
+            "{gaps} {} where output was lost while the recorder was offline",
+            if gaps == 1 { "gap" } else { "gaps" }
+        ));
+    }
+    let mut text = parts.join("; ");
+    if let Some(first) = text.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    (!text.is_empty()).then(|| text + " (marked in the transcript).")
 }
 
 /// One session, if the signed-in member may see it (`None`: not found, which is also what an invisible session
@@ -171,8 +287,10 @@ pub async fn session_page(id: String) -> Result<Option<SessionPageData>, ServerF
     let (snapshot_html, rows_omitted) = server::snapshot(&session, &slice, from);
     let snapshot_bytes_omitted = from.saturating_sub(slice.truncated_bytes);
     Ok(Some(SessionPageData {
-        session,
-        chat,
+        head: SessionHead::of(&session),
+        reattach_html: crate::markup::reattach_box(&session),
+        chat_html: chat.as_ref().map(crate::markup::chat_box),
+        transcript_note: transcript_note(&session),
         snapshot_html,
         snapshot_rows_omitted: rows_omitted,
         snapshot_bytes_omitted,

@@ -9,9 +9,12 @@ pub mod format;
 mod list_live;
 #[cfg(feature = "hydrate")]
 mod live_view;
+pub mod markup;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod ssr;
+#[cfg(test)]
+mod testing;
 pub mod transcript_view;
 
 use leptos::prelude::*;
@@ -50,6 +53,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="inspector-css" href=format!("/pkg/{OUTPUT_NAME}.css") />
         <Title formatter=|t: String| if t.is_empty() { "cmdop inspector".to_string() } else { format!("{t} · cmdop inspector") } />
         <Router>
+            <components::AccountBar />
             <Routes fallback=pages::NotFound>
                 <Route path=path!("/login") view=pages::LoginPage />
                 // Async: the whole page, data included, arrives as plain HTML: readable before hydration and without JS.

@@ -1,17 +1,5 @@
-//! The sessions list in the browser: follows the server's change stream (`/api/v1/sessions/changes`), ticks the
-//! clock that active rows' durations count with, and applies filter changes as client-side navigations.
-
-/// The browser's wall clock in ms; 0 on the server (nothing ticks there, so both render the same text).
-pub fn now_ms() -> f64 {
-    #[cfg(feature = "hydrate")]
-    {
-        js_sys::Date::now()
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        0.0
-    }
-}
+//! The sessions list in the browser: follows the server's change stream (`/api/v1/sessions/changes`), ticks
+//! active rows' durations, and applies filter changes as client-side navigations.
 
 #[cfg(feature = "hydrate")]
 pub use browser::{apply, follow};
@@ -35,10 +23,9 @@ mod browser {
     }
 
     /// From now until the page goes: each change event bumps `changes` (the page reads its data again), and
-    /// `clock` ticks every second.
-    pub fn follow(changes: RwSignal<u64>, clock: RwSignal<f64>) {
-        let ticking =
-            set_interval_with_handle(move || clock.set(js_sys::Date::now()), std::time::Duration::from_secs(1));
+    /// active rows' durations tick every second.
+    pub fn follow(changes: RwSignal<u64>) {
+        let ticking = set_interval_with_handle(tick_durations, std::time::Duration::from_secs(1));
         // The browser reconnects an event source by itself; after a reconnect the list may have missed
         // changes, which the `open` event covers by reading again.
         let source = match EventSource::new("/api/v1/sessions/changes") {
@@ -68,6 +55,25 @@ mod browser {
                 }
             });
         });
+    }
+
+    /// Active rows' duration cells say their duration as of the answer (`data-duration-ms`); each counts on from
+    /// when the browser first saw it (`data-seen-at`), so rows of newer answers start from their own time.
+    fn tick_durations() {
+        let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+        let Ok(cells) = document.query_selector_all("[data-duration-ms]") else { return };
+        let now = js_sys::Date::now() as u64;
+        for i in 0..cells.length() {
+            let Some(cell) = cells.item(i).and_then(|n| n.dyn_into::<web_sys::Element>().ok()) else { continue };
+            // Integers only: parsing floats would bring their parser into the bundle.
+            let number = |name: &str| cell.get_attribute(name).and_then(|v| v.parse::<u64>().ok());
+            let Some(base) = number("data-duration-ms") else { continue };
+            let seen = number("data-seen-at").unwrap_or_else(|| {
+                let _ = cell.set_attribute("data-seen-at", &now.to_string());
+                now
+            });
+            cell.set_text_content(Some(&crate::format::duration_ms(base + now.saturating_sub(seen))));
+        }
     }
 
     fn field(form: &HtmlFormElement, id: &str) -> Option<String> {

@@ -129,7 +129,7 @@ async fn run(id: uuid::Uuid, state: Rc<RefCell<Live>>, live: LiveState, mut stop
                 Ok(Message::Bytes(frame)) => {
                     if let Some((offset, bytes)) = decode_live_output(&frame) {
                         state.borrow_mut().doc.feed(offset, bytes);
-                        schedule_draw(&state);
+                        schedule_draw(&state, live);
                     }
                 }
                 Ok(Message::Text(text)) => match decode_event(&text) {
@@ -180,16 +180,16 @@ fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, fi
         }
         LiveEvent::Gap { at_offset, bytes_lost, reason } => {
             state.borrow_mut().doc.gap(at_offset, bytes_lost, reason);
-            schedule_draw(state);
+            schedule_draw(state, live);
         }
         LiveEvent::Resize { cols, rows, .. } => {
             state.borrow_mut().doc.resize(cols, rows);
-            schedule_draw(state);
+            schedule_draw(state, live);
         }
         LiveEvent::Live { offset } => {
             live.total_bytes.set(offset.max(live.total_bytes.get_untracked()));
             caught_up(state, live);
-            schedule_draw(state);
+            schedule_draw(state, live);
         }
         LiveEvent::Clients { clients } => live.clients.set(clients),
         LiveEvent::Exit { exit_code, duration_ms, total_bytes, .. } => {
@@ -200,7 +200,7 @@ fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, fi
             live.clients.set(Vec::new());
             caught_up(state, live);
             live.link_status.set(String::new());
-            schedule_draw(state);
+            schedule_draw(state, live);
             return Flow::Stop;
         }
         LiveEvent::Error { error } => {
@@ -209,14 +209,11 @@ fn handle_event(state: &Rc<RefCell<Live>>, live: LiveState, event: LiveEvent, fi
         }
         LiveEvent::Pong => {}
     }
-    let end = state.borrow().doc.end_offset();
-    if end > live.total_bytes.get_untracked() {
-        live.total_bytes.set(end);
-    }
     Flow::Go
 }
 
-fn schedule_draw(state: &Rc<RefCell<Live>>) {
+/// Draws on the next animation frame (once however many events came), and says the output size it drew.
+fn schedule_draw(state: &Rc<RefCell<Live>>, live: LiveState) {
     {
         let mut s = state.borrow_mut();
         if s.frame_pending || !s.caught_up {
@@ -226,9 +223,15 @@ fn schedule_draw(state: &Rc<RefCell<Live>>) {
     }
     let state = state.clone();
     request_animation_frame(move || {
-        let mut s = state.borrow_mut();
-        s.frame_pending = false;
-        s.draw();
+        let end = {
+            let mut s = state.borrow_mut();
+            s.frame_pending = false;
+            s.draw();
+            s.doc.end_offset()
+        };
+        if end > live.total_bytes.get_untracked() {
+            live.total_bytes.set(end);
+        }
     });
 }
 
@@ -422,14 +425,15 @@ pub async fn find(query: &str, forward: bool) -> Option<(usize, usize)> {
 }
 
 /// Copies `text` to the clipboard; `copied` is true for two seconds after.
-pub fn copy_text(text: &str, copied: RwSignal<bool>) {
-    let Some(window) = web_sys::window() else { return };
-    let promise = window.navigator().clipboard().write_text(text);
+/// Copies a copy button's `data-copy` text; the button says "Copied" for two seconds.
+pub fn copy_text(button: web_sys::Element) {
+    let (Some(window), Some(text)) = (web_sys::window(), button.get_attribute("data-copy")) else { return };
+    let promise = window.navigator().clipboard().write_text(&text);
     leptos::task::spawn_local(async move {
         if wasm_bindgen_futures::JsFuture::from(promise).await.is_ok() {
-            copied.set(true);
+            button.set_text_content(Some("Copied"));
             sleep_ms(2000).await;
-            copied.set(false);
+            button.set_text_content(Some("Copy"));
         }
     });
 }
@@ -485,6 +489,7 @@ struct EventFields {
     clients: Option<Vec<cmdop_protocol::ClientInfo>>,
     exit_code: Option<i32>,
     end_reason: Option<cmdop_protocol::EndReason>,
+    #[serde(default, with = "cmdop_protocol::time::rfc3339_opt")]
     ended_at: Option<chrono::DateTime<chrono::Utc>>,
     duration_ms: Option<u64>,
     error: Option<String>,
@@ -493,7 +498,8 @@ struct EventFields {
 /// Reads a text frame as a [`LiveEvent`]. Accepts every event `serde_json::from_str::<LiveEvent>` accepts (fields of
 /// the other variants are read too, so they must be well-formed if present; the server never sends them).
 fn decode_event(text: &str) -> Result<LiveEvent, String> {
-    let f: EventFields = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    // `from_slice`, as every other decoder in the WASM reads: each reader type compiles its own decoders.
+    let f: EventFields = serde_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
     let missing = |field: &str| format!("`{}` event without `{field}`", f.kind);
     let need = |v: Option<u64>, field: &str| v.ok_or_else(|| missing(field));
     Ok(match f.kind.as_str() {

@@ -6,17 +6,17 @@ use leptos_router::hooks::use_query_map;
 /// server answers with the cookie and a redirect, or back here with `?error=`.
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let query = use_query_map();
-    let error = move || {
-        query.read().get("error").map(|code| match code.as_str() {
-            "invalid" => "That email and password do not match a member. Check both and try again.",
-            "rate_limited" => "Too many sign-in attempts. Wait a minute, then try again.",
-            "missing" => "Enter your email and your password.",
-            _ => "Signing in failed. Try again.",
-        })
-    };
-    let next = move || query.read().get("next").filter(|n| is_local_path(n)).unwrap_or_else(|| "/sessions".into());
-    let email = move || query.read().get("email").unwrap_or_default();
+    // Read once: the form posts as a plain form and the server answers with a new page, so nothing here changes
+    // while it is open (and a reactive copy of this page would cost the WASM ~4 KB).
+    let query = use_query_map().get_untracked();
+    let error = query.get("error").map(|code| match code.as_str() {
+        "invalid" => "That email and password do not match a member. Check both and try again.",
+        "rate_limited" => "Too many sign-in attempts. Wait a minute, then try again.",
+        "missing" => "Enter your email and your password.",
+        _ => "Signing in failed. Try again.",
+    });
+    let next = query.get("next").filter(|n| is_local_path(n)).unwrap_or_else(|| "/sessions".into());
+    let email = query.get("email").unwrap_or_default();
 
     view! {
         <Title text="Sign in" />
@@ -28,7 +28,7 @@ pub fn LoginPage() -> impl IntoView {
                     <span class="brand-sub">"sessions inspector"</span>
                 </div>
                 <p class="muted">"Sign in with your cabinet account to see the terminal sessions of your fleets."</p>
-                {move || error().map(|e| view! { <p class="alert" role="alert">{e}</p> })}
+                {error.map(|e| view! { <p class="alert" role="alert">{e}</p> })}
                 <input type="hidden" name="next" value=next />
                 <label for="email">"Email"</label>
                 <input id="email" name="email" type="email" autocomplete="username" required value=email />

@@ -1,14 +1,13 @@
 //! `/sessions/{id}`: one session, its transcript as a terminal shows it, live while it runs.
 
-use cmdop_protocol::{ChatThread, ClientInfo, Session, SessionState};
-use leptos::either::{Either, EitherOf3};
+use cmdop_protocol::{ClientInfo, SessionState};
+use leptos::either::EitherOf3;
 use leptos::html;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{SessionPageData, session_page, signed_in};
-use crate::components::{TopBar, exit_code, kind_label};
+use crate::api::{SessionHead, SessionPageData, session_page};
 use crate::format;
 use crate::pages::NotFound;
 
@@ -33,18 +32,9 @@ pub struct LiveState {
 #[component]
 pub fn SessionPage() -> impl IntoView {
     let params = use_params_map();
-    let me = Resource::new(|| (), |_| signed_in());
-    let data = Resource::new(move || params.read().get("id").unwrap_or_default(), session_page);
+    let data = crate::api::resource(move || params.read().get("id").unwrap_or_default(), session_page);
 
     view! {
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                match me.await {
-                    Ok(Some(me)) => Either::Left(view! { <TopBar me /> }),
-                    _ => Either::Right(()),
-                }
-            })}
-        </Suspense>
         <Suspense fallback=|| view! { <main class="page"><p class="loading">"Loading the session…"</p></main> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -62,13 +52,21 @@ pub fn SessionPage() -> impl IntoView {
 
 #[component]
 fn SessionView(data: SessionPageData) -> impl IntoView {
-    let SessionPageData { session: s, chat, snapshot_html, snapshot_rows_omitted, snapshot_bytes_omitted } = data;
+    let SessionPageData {
+        head: s,
+        reattach_html,
+        chat_html,
+        transcript_note,
+        snapshot_html,
+        snapshot_rows_omitted,
+        snapshot_bytes_omitted,
+    } = data;
     let live = LiveState {
         state: RwSignal::new(s.state),
         exit_code: RwSignal::new(s.exit_code),
         duration_ms: RwSignal::new(s.duration_ms),
-        total_bytes: RwSignal::new(s.transcript.total_bytes),
-        clients: RwSignal::new(s.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect()),
+        total_bytes: RwSignal::new(s.total_bytes),
+        clients: RwSignal::new(s.clients.clone()),
         this_tab: RwSignal::new(None),
         following: RwSignal::new(true),
         link_status: RwSignal::new(String::new()),
@@ -90,8 +88,6 @@ fn SessionView(data: SessionPageData) -> impl IntoView {
     }
 
     let title = format!("{} on {}", s.command, s.machine);
-    let gaps = s.transcript.gaps.len();
-    let truncated = s.transcript.truncated_bytes;
     // No `into_any()` on this page (branches are `Either`s): every type-erased view brings its own async-hydration
     // copy of its whole subtree into the WASM, which `hydrate_body` never runs (~26 KB gzipped here).
     let panel = view! {
@@ -104,7 +100,7 @@ fn SessionView(data: SessionPageData) -> impl IntoView {
                     " for all of it."
                 </p>
             })}
-            {(truncated > 0 || gaps > 0).then(|| view! { <p class="muted small">{transcript_note(truncated, gaps)}</p> })}
+            {transcript_note.map(|note| view! { <p class="muted small">{note}</p> })}
             <div
                 class="term-scroll"
                 node_ref=scroller
@@ -123,11 +119,12 @@ fn SessionView(data: SessionPageData) -> impl IntoView {
             <FollowButton live scroller />
         </section>
     };
+    // The boxes that do not change are markup (see `markup`); the copy button says in `data-copy` what it copies.
     let side = view! {
-        <aside class="side">
-            <ReattachBox id=s.id machine=s.machine.clone() />
+        <aside class="side" on:click=copy_on_click>
+            <div class="contents" inner_html=reattach_html></div>
             <ClientsBox live />
-            {chat.map(|c| view! { <ChatBox chat=c /> })}
+            {chat_html.map(|html| view! { <div class="contents" inner_html=html></div> })}
         </aside>
     };
     view! {
@@ -148,45 +145,32 @@ fn SessionView(data: SessionPageData) -> impl IntoView {
     }
 }
 
-fn transcript_note(truncated: u64, gaps: usize) -> String {
-    let mut parts = Vec::new();
-    if truncated > 0 {
-        parts.push(format!("the ring buffer dropped the oldest {}", format::bytes(truncated)));
+/// A click on a copy button of the side boxes copies its `data-copy` text.
+fn copy_on_click(ev: leptos::ev::MouseEvent) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let button = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok());
+        let button = button.and_then(|el| el.closest("button[data-copy]").ok().flatten());
+        if let Some(button) = button {
+            crate::live_view::copy_text(button);
+        }
     }
-    if gaps > 0 {
-        parts.push(format!(
-            "{gaps} {} where output was lost while the recorder was offline",
-            if gaps == 1 { "gap" } else { "gaps" }
-        ));
-    }
-    let mut text = parts.join("; ");
-    // Starts with "the" or a digit: ASCII (and `str::to_uppercase` would bring Unicode's case tables to the WASM).
-    if let Some(first) = text.get_mut(..1) {
-        first.make_ascii_uppercase();
-    }
-    text + " (marked in the transcript)."
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ev;
 }
 
 #[component]
-fn SessionHeader(s: Session, live: LiveState) -> impl IntoView {
-    let state_badge = move || match live.state.get() {
-        SessionState::Active => Either::Left(view! { <span class="badge badge-active">"active"</span> }),
-        SessionState::Ended => Either::Right(view! { <span class="badge badge-ended">"ended"</span> }),
+fn SessionHeader(s: SessionHead, live: LiveState) -> impl IntoView {
+    let command = s.command.clone();
+    // Markup (`markup::facts`), drawn again when a live fact changes: one string, not eight typed views.
+    let facts = move || {
+        crate::markup::facts(&s, live.state.get(), live.exit_code.get(), live.duration_ms.get(), live.total_bytes.get())
     };
-    let exit = move || exit_code(live.state.get(), live.exit_code.get(), "running");
     view! {
         <header class="session-head">
-            <h1><code class="command">{s.command.clone()}</code></h1>
-            <dl class="facts">
-                <div><dt>"State"</dt><dd data-testid="state">{state_badge}</dd></div>
-                <div><dt>"Exit code"</dt><dd data-testid="exit-code">{exit}</dd></div>
-                <div><dt>"Duration"</dt><dd data-testid="duration">{move || format::duration_ms(live.duration_ms.get())}</dd></div>
-                <div><dt>"Machine"</dt><dd>{s.machine.clone()}</dd></div>
-                <div><dt>"User"</dt><dd title=s.user.clone()>{s.user_name.clone()}</dd></div>
-                <div><dt>"Fleet"</dt><dd>{s.fleet.clone()}</dd></div>
-                <div><dt>"Started"</dt><dd>{format::timestamp(s.started_at)}</dd></div>
-                <div><dt>"Output"</dt><dd>{move || format::bytes(live.total_bytes.get())}</dd></div>
-            </dl>
+            <h1><code class="command">{command}</code></h1>
+            <dl class="facts" inner_html=facts></dl>
         </header>
     }
 }
@@ -269,63 +253,11 @@ fn FollowButton(live: LiveState, scroller: NodeRef<html::Div>) -> impl IntoView 
 }
 
 #[component]
-fn ReattachBox(id: uuid::Uuid, machine: String) -> impl IntoView {
-    let snippet = format!("cmdop connect {machine}");
-    let copied = RwSignal::new(false);
-    let to_copy = snippet.clone();
-    let copy = move |_| {
-        #[cfg(feature = "hydrate")]
-        crate::live_view::copy_text(&to_copy, copied);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = (&to_copy, copied);
-    };
-    view! {
-        <section class="card reattach" aria-labelledby="reattach-title">
-            <h2 id="reattach-title">"Work in this session"</h2>
-            <a class="button" href=format!("cmdop://session/{id}")>"Open in desktop"</a>
-            <div class="snippet">
-                <code data-testid="connect-snippet">{snippet}</code>
-                <button type="button" class="copy-button" aria-label="Copy the cmdop connect command" on:click=copy>
-                    {move || if copied.get() { "Copied" } else { "Copy" }}
-                </button>
-            </div>
-            <p class="muted small">
-                <code>{format!("cmdop session attach {id}")}</code>
-                " reports this session's metadata (state, exit code, clients, transcript size); it does not take over the terminal."
-            </p>
-        </section>
-    }
-}
-
-#[component]
 fn ClientsBox(live: LiveState) -> impl IntoView {
     view! {
         <section class="card clients" aria-labelledby="clients-title">
             <h2 id="clients-title">"Attached clients"</h2>
-            {move || {
-                let clients = live.clients.get();
-                if clients.is_empty() {
-                    return Either::Left(view! { <p class="muted small">"Nobody is attached."</p> });
-                }
-                let mine = live.this_tab.get();
-                Either::Right(view! {
-                    <ul class="client-list">
-                        {clients
-                            .into_iter()
-                            .map(|c| {
-                                let this_tab = Some(c.id) == mine;
-                                view! {
-                                    <li data-kind=c.kind.as_str()>
-                                        <span class=format!("client-kind kind-{}", c.kind.as_str())>{kind_label(c.kind)}</span>
-                                        <span class="client-name">{c.name.clone()}</span>
-                                        {this_tab.then(|| view! { <span class="this-tab">"this tab"</span> })}
-                                    </li>
-                                }
-                            })
-                            .collect_view()}
-                    </ul>
-                })
-            }}
+            <div class="contents" inner_html=move || crate::markup::client_list(&live.clients.get(), live.this_tab.get())></div>
         </section>
     }
 }
@@ -335,35 +267,5 @@ fn omitted_text(rows: u64, bytes: u64) -> String {
     match (rows, bytes) {
         (_, 0) => format!("{rows} earlier rows are not shown here; "),
         _ => format!("The first {} of output are not shown here; ", format::bytes(bytes)),
-    }
-}
-
-#[component]
-fn ChatBox(chat: ChatThread) -> impl IntoView {
-    view! {
-        <section class="card chat" aria-labelledby="chat-title">
-            <h2 id="chat-title">"Chat thread: " {chat.title.clone()}</h2>
-            {if chat.messages.is_empty() {
-                Either::Left(view! { <p class="muted small">"No messages yet."</p> })
-            } else {
-                Either::Right(view! {
-                    <ol class="chat-messages">
-                        {chat
-                            .messages
-                            .into_iter()
-                            .map(|m| view! {
-                                <li>
-                                    <div class="chat-meta">
-                                        <span class="chat-author" title=m.author.clone()>{m.author_name.clone()}</span>
-                                        <time class="muted small">{format::timestamp(m.created_at)}</time>
-                                    </div>
-                                    <p class="chat-body">{m.body.clone()}</p>
-                                </li>
-                            })
-                            .collect_view()}
-                    </ol>
-                })
-            }}
-        </section>
     }
 }

@@ -395,7 +395,7 @@ mod tests {
     use cmdop_protocol::{ClientInfo, ClientKind, GapInfo, GapReason, SessionFilter, SessionState};
 
     use super::*;
-    use crate::testing::session;
+    use crate::testing::{new_id, session};
 
     fn page(active: Vec<Session>, ended: Vec<Session>) -> SessionsPageData {
         SessionsPageData {
@@ -419,7 +419,7 @@ mod tests {
         s.user = r#"a"b@example.com"#.into();
         s.user_name = "<b>Eve</b>".into();
         s.clients = vec![ClientInfo {
-            id: uuid::Uuid::now_v7(),
+            id: new_id(),
             kind: ClientKind::Bot,
             name: r#"bot" onmouseover="x"#.into(),
             attached_at: s.started_at,
@@ -446,7 +446,7 @@ mod tests {
         s.clients = ["one", "two"]
             .into_iter()
             .map(|name| ClientInfo {
-                id: uuid::Uuid::now_v7(),
+                id: new_id(),
                 kind: ClientKind::Browser,
                 name: name.into(),
                 attached_at: s.started_at,
@@ -516,16 +516,16 @@ mod tests {
         assert!(reattach.contains(&format!("<code>cmdop session attach {}</code>", s.id)), "{reattach}");
 
         let message = |body: &str| ChatMessage {
-            id: uuid::Uuid::now_v7(),
+            id: new_id(),
             author: "a@example.com".into(),
             author_name: "<em>Ann</em>".into(),
             body: body.into(),
             created_at: s.started_at,
         };
         let mut chat = ChatThread {
-            id: uuid::Uuid::now_v7(),
+            id: new_id(),
             fleet: "f".into(),
-            fleet_id: uuid::Uuid::now_v7(),
+            fleet_id: new_id(),
             title: "deploy <now>".into(),
             created_by: "a@example.com".into(),
             created_at: s.started_at,
@@ -539,7 +539,7 @@ mod tests {
         assert!(chat_box(&chat).contains("No messages yet."));
 
         let client = |name: &str| ClientInfo {
-            id: uuid::Uuid::now_v7(),
+            id: new_id(),
             kind: ClientKind::Browser,
             name: name.into(),
             attached_at: s.started_at,

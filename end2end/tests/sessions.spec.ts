@@ -1,7 +1,7 @@
 import { test, expect, Page, Browser } from '@playwright/test';
 import { execFileSync, spawn } from 'child_process';
 import * as path from 'path';
-import { Member, OWNER, signedInContexts, watchConsole } from './helpers';
+import { Member, OWNER, signIn, signedInContexts, watchConsole } from './helpers';
 
 const open = signedInContexts();
 
@@ -89,30 +89,89 @@ test('a member sees only the sessions of granted machines, and the filters canno
   await expect(page.getByTestId('ended-sessions').locator('tbody tr')).toHaveCount(0);
 });
 
-function apiToken(): string {
+/** `cmdop-inspector admin ARGS` on the e2e server's data; its output. */
+function admin(...args: string[]): string {
   const bin = process.env.CMDOP_INSPECTOR_BIN!;
-  const out = execFileSync(bin, ['admin', '--data-dir', process.env.CMDOP_E2E_DATA_DIR!, 'token', 'create', OWNER.email], {
-    encoding: 'utf8',
-  });
+  return execFileSync(bin, ['admin', '--data-dir', process.env.CMDOP_E2E_DATA_DIR!, ...args], { encoding: 'utf8' });
+}
+
+function apiToken(email = OWNER.email): string {
+  const out = admin('token', 'create', email);
   const token = out.split('\n').find((l) => l.startsWith('cmdop_'));
   if (!token) throw new Error(`no token in: ${out}`);
   return token.trim();
 }
+
+/** Records `command` with the real recorder on `machine`, as `email`; resolves with its exit code. */
+function record(email: string, machine: string, command: string): Promise<number | null> {
+  const recorder = spawn(
+    path.join(path.dirname(process.env.CMDOP_INSPECTOR_BIN!), 'cmdop'),
+    ['record', '--headless', '--machine', machine, '--', 'sh', '-c', command],
+    {
+      env: { ...process.env, CMDOP_SERVER: `http://127.0.0.1:${process.env.CMDOP_E2E_PORT}`, CMDOP_TOKEN: apiToken(email) },
+      stdio: 'ignore',
+    },
+  );
+  return new Promise((resolve) => recorder.on('exit', resolve));
+}
+
+test('a member of two fleets switches between them, and each shows only its own sessions', async ({ browser }) => {
+  test.setTimeout(60_000);
+  // A second fleet with one machine, and a member of both (the demo members stay in one fleet each).
+  const tag = `${Date.now()}`;
+  const fleet = `ops-${tag}`;
+  const machine = `build-${tag}`;
+  const lead = { email: `lead-${tag}@cmdop.local`, password: 'lead-password-1' };
+  admin('fleet', 'create', fleet);
+  admin('machine', 'add', fleet, machine);
+  admin('member', 'add', lead.email, '--password', lead.password, '--name', 'Lee Lead');
+  admin('member', 'join', lead.email, 'demo', '--role', 'owner');
+  admin('member', 'join', lead.email, fleet, '--role', 'owner');
+  const marker = `fleet-e2e-${tag}`;
+  expect(await record(lead.email, machine, `echo ${marker}`)).toBe(0);
+
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = watchConsole(page);
+  await signIn(page, lead);
+  await expect(page.locator('body')).toHaveAttribute('data-hydrated', 'true');
+  const fleetSelect = page.getByLabel('Fleet');
+  await expect(fleetSelect.locator('option')).toHaveText(['demo', fleet]);
+  // The first fleet is the active one: the demo's sessions, none of the other fleet's.
+  await expect(fleetSelect).toHaveValue('demo');
+  await expect.poll(() => commands(page, 'ended-sessions')).toEqual(expect.arrayContaining(DEMO));
+  expect(await commands(page, 'ended-sessions')).not.toContain(`sh -c 'echo ${marker}'`);
+
+  // The other fleet: only its session, only its machine to choose, and the URL says which fleet.
+  await fleetSelect.selectOption(fleet);
+  await expect(page).toHaveURL(new RegExp(`[?&]fleet=${fleet}`));
+  await expect.poll(() => commands(page, 'ended-sessions')).toEqual([`sh -c 'echo ${marker}'`]);
+  await expect(page.getByLabel('Machine').locator('option')).toHaveText(['All machines (1)', `${machine} (1)`]);
+
+  // And back.
+  await page.getByLabel('Fleet').selectOption('demo');
+  await expect.poll(() => commands(page, 'ended-sessions')).toEqual(expect.arrayContaining(DEMO));
+  expect(problems).toEqual([]);
+
+  // The demo owner is in one fleet: no switcher, and the other fleet's session is not reachable by URL.
+  const id = await (async () => {
+    await page.goto(`/sessions?fleet=${fleet}`);
+    return page.getByTestId('ended-sessions').locator('tbody tr').first().getAttribute('data-session-id');
+  })();
+  const owner = await signedIn(browser, 'owner');
+  await expect(owner.getByLabel('Fleet')).toHaveCount(0);
+  const response = await owner.goto(`/sessions/${id}`);
+  expect(response?.status()).toBe(404);
+  await expect(owner.getByRole('heading', { name: 'Not found' })).toBeVisible();
+  await context.close();
+});
 
 test('a live session appears in the list, streams on its page, and moves to ended with its exit code', async ({ browser }) => {
   test.setTimeout(60_000);
   const list = await signedIn(browser, 'owner');
   const problems = watchConsole(list);
   const marker = `live-e2e-${Date.now()}`;
-  const recorder = spawn(
-    path.join(path.dirname(process.env.CMDOP_INSPECTOR_BIN!), 'cmdop'),
-    ['record', '--headless', '--machine', 'web-1', '--', 'sh', '-c', `echo ${marker}; sleep 4; echo finished; exit 4`],
-    {
-      env: { ...process.env, CMDOP_SERVER: `http://127.0.0.1:${process.env.CMDOP_E2E_PORT}`, CMDOP_TOKEN: apiToken() },
-      stdio: 'ignore',
-    },
-  );
-  const exited = new Promise<number | null>((resolve) => recorder.on('exit', resolve));
+  const exited = record(OWNER.email, 'web-1', `echo ${marker}; sleep 4; echo finished; exit 4`);
 
   // Without a reload, the new session shows up among the active ones, its duration ticking.
   const row = list.getByTestId('active-sessions').locator('tbody tr', { hasText: marker });

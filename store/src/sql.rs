@@ -92,11 +92,20 @@ impl AppendState {
     }
 }
 
+/// What a group commit reads of each session it writes to (`s`: sessions, `f`: its fleet), ahead of the backend's
+/// WHERE clause on `s.id`.
+pub(crate) const APPEND_STATE_SELECT: &str = "SELECT s.id, s.total_bytes, s.retained_bytes, s.truncated_bytes, \
+     s.lost_bytes, s.retained_from, f.transcript_limit_bytes AS limit_bytes FROM sessions s \
+     JOIN fleets f ON f.id = s.fleet_id";
+
+/// One transcript chunk a group commit inserts: (session, offset, t_ms, bytes).
+pub(crate) type ChunkRow<'a> = (uuid::Uuid, u64, u64, &'a [u8]);
+
 /// Rows a group commit will insert: (session, offset, t_ms, bytes), (session, at, bytes lost) and
 /// (session, at, t_ms, cols, rows).
 #[derive(Default)]
 pub(crate) struct PendingRows<'a> {
-    pub chunks: Vec<(uuid::Uuid, u64, u64, &'a [u8])>,
+    pub chunks: Vec<ChunkRow<'a>>,
     pub gaps: Vec<(uuid::Uuid, u64, u64)>,
     pub resizes: Vec<(uuid::Uuid, u64, u64, u16, u16)>,
 }
@@ -306,20 +315,7 @@ macro_rules! impl_sql_store {
             ids.sort_unstable();
             ids.dedup();
             for part in ids.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT s.id, s.total_bytes, s.retained_bytes, s.truncated_bytes, s.lost_bytes, s.retained_from, \
-                     f.transcript_limit_bytes AS limit_bytes FROM sessions s JOIN fleets f ON f.id = s.fleet_id \
-                     WHERE s.id IN (",
-                );
-                let mut list = qb.separated(", ");
-                for id in part {
-                    list.push_bind(*id);
-                }
-                qb.push(") ORDER BY s.id");
-                if $backend == Backend::Postgres {
-                    qb.push(" FOR UPDATE OF s");
-                }
-                for row in qb.build().fetch_all(&mut **tx).await? {
+                for row in <$store>::lock_append_rows(tx, part).await? {
                     states.insert(
                         row.try_get::<Uuid, _>("id")?,
                         AppendState {
@@ -438,12 +434,7 @@ macro_rules! impl_sql_store {
         /// Writes the queued rows, one multi-row INSERT per table (per `ROWS_PER_STATEMENT` rows).
         async fn flush_rows(tx: &mut sqlx::Transaction<'static, $db>, pending: &mut PendingRows<'_>) -> StoreResult<()> {
             for part in pending.chunks.chunks(ROWS_PER_STATEMENT) {
-                let mut qb =
-                    QueryBuilder::<$db>::new("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) ");
-                qb.push_values(part, |mut row, (id, offset, t_ms, bytes)| {
-                    row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
-                });
-                qb.build().execute(&mut **tx).await?;
+                <$store>::insert_chunk_rows(tx, part).await?;
             }
             for part in pending.gaps.chunks(ROWS_PER_STATEMENT) {
                 let mut qb = QueryBuilder::<$db>::new(
@@ -535,22 +526,7 @@ macro_rules! impl_sql_store {
         ) -> StoreResult<()> {
             let all: Vec<(&Uuid, &AppendState)> = states.iter().collect();
             for part in all.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "UPDATE sessions SET total_bytes = v.column2, retained_bytes = v.column3, \
-                     truncated_bytes = v.column4, lost_bytes = v.column5, retained_from = v.column6, \
-                     last_seen_at = v.column7 FROM (",
-                );
-                qb.push_values(part, |mut row, (id, s)| {
-                    row.push_bind(**id)
-                        .push_bind(s.total as i64)
-                        .push_bind(s.retained as i64)
-                        .push_bind(s.truncated as i64)
-                        .push_bind(s.lost as i64)
-                        .push_bind(s.retained_from as i64)
-                        .push_bind(Ts(now));
-                });
-                qb.push(") AS v WHERE sessions.id = v.column1");
-                qb.build().execute(&mut **tx).await?;
+                <$store>::write_append_states(tx, part, now).await?;
             }
             Ok(())
         }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::Clock;
@@ -51,6 +51,58 @@ impl SqliteStore {
     async fn begin_write(&self) -> crate::StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    // The group commit's statements (see `sql::append_batch_in_tx`): multi-row, their text varies with the row
+    // count, which SQLite prepares cheaply. (The write lock is already held: no row locks.)
+
+    async fn lock_append_rows(
+        tx: &mut Transaction<'static, Sqlite>,
+        ids: &[Uuid],
+    ) -> crate::StoreResult<Vec<SqliteRow>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(APPEND_STATE_SELECT);
+        qb.push(" WHERE s.id IN (");
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(") ORDER BY s.id");
+        Ok(qb.build().fetch_all(&mut **tx).await?)
+    }
+
+    async fn insert_chunk_rows(tx: &mut Transaction<'static, Sqlite>, rows: &[ChunkRow<'_>]) -> crate::StoreResult<()> {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) ");
+        qb.push_values(rows, |mut row, (id, offset, t_ms, bytes)| {
+            row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
+        });
+        qb.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    async fn write_append_states(
+        tx: &mut Transaction<'static, Sqlite>,
+        states: &[(&Uuid, &AppendState)],
+        now: DateTime<Utc>,
+    ) -> crate::StoreResult<()> {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "UPDATE sessions SET total_bytes = v.column2, retained_bytes = v.column3, truncated_bytes = v.column4, \
+             lost_bytes = v.column5, retained_from = v.column6, last_seen_at = ",
+        );
+        qb.push_bind(Ts(now)).push(" FROM (");
+        qb.push_values(states, |mut row, (id, s)| {
+            row.push_bind(**id)
+                .push_bind(s.total as i64)
+                .push_bind(s.retained as i64)
+                .push_bind(s.truncated as i64)
+                .push_bind(s.lost as i64)
+                .push_bind(s.retained_from as i64);
+        });
+        qb.push(") AS v WHERE sessions.id = v.column1");
+        qb.build().execute(&mut **tx).await?;
+        Ok(())
+    }
 }
 
+// The store itself; it also brings the names the functions above use (DateTime, Uuid, QueryBuilder, Ts,
+// AppendState, ...) into this module.
 crate::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, Backend::Sqlite);

@@ -80,6 +80,9 @@ pub(crate) struct AppendState {
     pub lost: u64,
     pub limit: u64,
     pub retained_from: u64,
+    /// `total` as read: on PostgreSQL the update only applies if the row still says it (see
+    /// `PostgresStore::write_append_states`).
+    pub loaded_total: u64,
 }
 
 impl AppendState {
@@ -304,8 +307,7 @@ macro_rules! impl_sql_store {
             Ok(outcomes)
         }
 
-        /// Reads (and on PostgreSQL locks, in id order so concurrent replicas cannot deadlock) the sessions a
-        /// batch writes to.
+        /// Reads where the sessions a batch writes to stand.
         async fn load_append_states(
             tx: &mut sqlx::Transaction<'static, $db>,
             batch: &[(Uuid, Vec<TranscriptWrite>)],
@@ -315,11 +317,12 @@ macro_rules! impl_sql_store {
             ids.sort_unstable();
             ids.dedup();
             for part in ids.chunks(ROWS_PER_STATEMENT) {
-                for row in <$store>::lock_append_rows(tx, part).await? {
+                for row in <$store>::load_append_rows(tx, part).await? {
                     states.insert(
                         row.try_get::<Uuid, _>("id")?,
                         AppendState {
                             total: u64_col(&row, "total_bytes")?,
+                            loaded_total: u64_col(&row, "total_bytes")?,
                             retained: u64_col(&row, "retained_bytes")?,
                             truncated: u64_col(&row, "truncated_bytes")?,
                             lost: u64_col(&row, "lost_bytes")?,
@@ -524,7 +527,9 @@ macro_rules! impl_sql_store {
             states: &HashMap<Uuid, AppendState>,
             now: DateTime<Utc>,
         ) -> StoreResult<()> {
-            let all: Vec<(&Uuid, &AppendState)> = states.iter().collect();
+            let mut all: Vec<(&Uuid, &AppendState)> = states.iter().collect();
+            // In id order: replicas updating the same sessions take their row locks in the same order.
+            all.sort_unstable_by_key(|(id, _)| **id);
             for part in all.chunks(ROWS_PER_STATEMENT) {
                 <$store>::write_append_states(tx, part, now).await?;
             }

@@ -55,7 +55,7 @@ impl SqliteStore {
     // The group commit's statements (see `sql::append_batch_in_tx`): multi-row, their text varies with the row
     // count, which SQLite prepares cheaply. (The write lock is already held: no row locks.)
 
-    async fn lock_append_rows(
+    async fn load_append_rows(
         tx: &mut Transaction<'static, Sqlite>,
         ids: &[Uuid],
     ) -> crate::StoreResult<Vec<SqliteRow>> {

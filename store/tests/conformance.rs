@@ -56,6 +56,7 @@ cmdop_store::for_each_backend!(
     transcript_binary_bytes_round_trip,
     transcript_read_from_middle_offset,
     transcript_idempotent_resend_stores_nothing_twice,
+    transcript_write_racing_another_replica_stores_each_byte_once,
     transcript_resend_with_different_bytes_conflicts,
     transcript_resend_off_chunk_boundary_with_different_bytes_conflicts,
     transcript_hole_conflicts_and_stores_nothing,
@@ -1358,6 +1359,54 @@ async fn transcript_idempotent_resend_stores_nothing_twice(t: TestStore) {
     check_transcript(&t, &viewer, id, b"hello world!\r\n$ ").await;
     // An empty batch reports the total.
     assert_eq!(t.store.append_output(id, &[]).await.unwrap(), 16);
+}
+
+/// Another replica (a recorder that reconnected elsewhere while its old connection's write was in flight) commits
+/// the same bytes while this store's write of them is under way. Whichever way they interleave, each byte is
+/// stored once: this write waits and finds its bytes stored, or fails and its retry (as the recorder resends from
+/// the last ack) does.
+async fn transcript_write_racing_another_replica_stores_each_byte_once(t: TestStore) {
+    use sqlx::Connection;
+    let f = fleet(&t, "acme").await;
+    let m = machine(&t, &f, "m").await;
+    let owner = owner_of(&t, "owner@example.com", &[&f]).await;
+    let viewer = Viewer::Member(owner.id);
+    let id = start(&t, &m, &owner).await;
+    assert_eq!(t.store.append_output(id, &[chunk(0, b"hello ")]).await.unwrap(), 6);
+
+    // The other replica's transaction, open: it holds the session's row (PostgreSQL) or the write lock (SQLite).
+    let statements = [
+        "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, 6, 18, $2)",
+        "UPDATE sessions SET total_bytes = 11, retained_bytes = 11 WHERE id = $1",
+    ];
+    macro_rules! other_replica {
+        ($conn:expr, $begin:expr) => {{
+            let mut conn = $conn;
+            sqlx::query($begin).execute(&mut conn).await.unwrap();
+            for sql in statements {
+                sqlx::query(sql).bind(id).bind(&b"world"[..]).execute(&mut conn).await.unwrap();
+            }
+            let store = t.store.clone();
+            let ours =
+                tokio::spawn(async move { store.append_output(id, &[chunk(6, b"world"), chunk(11, b"!")]).await });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            ours.await.unwrap()
+        }};
+    }
+    let ours = match t.store.backend() {
+        Backend::Postgres => other_replica!(sqlx::PgConnection::connect(&t.url).await.unwrap(), "BEGIN"),
+        Backend::Sqlite => other_replica!(
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.url)).await.unwrap(),
+            "BEGIN IMMEDIATE"
+        ),
+    };
+    if let Err(e) = ours {
+        // Refused, not half-written: the resend settles it.
+        eprintln!("the racing write was refused ({e}); resending");
+        assert_eq!(t.store.append_output(id, &[chunk(6, b"world"), chunk(11, b"!")]).await.unwrap(), 12);
+    }
+    check_transcript(&t, &viewer, id, b"hello world!").await;
 }
 
 /// The session's transcript is exactly `want`, and nothing more is counted as stored.

@@ -1,4 +1,5 @@
-//! The transcript writer: one task per server that group-commits what all recorders send.
+//! The transcript writer: tasks that group-commit what all recorders send (one on SQLite, a few on PostgreSQL,
+//! each for its own share of the sessions).
 //!
 //! Each recorder connection hands over its frames as write requests and awaits their outcome; the writer takes
 //! every request waiting (up to a size bound), commits them in one transaction, answers each, and tells the live
@@ -7,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cmdop_store::{AppendOutcome, Store, StoreError, StoreResult, TranscriptWrite};
+use cmdop_store::{AppendOutcome, Backend, Store, StoreError, StoreResult, TranscriptWrite};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -26,18 +27,33 @@ struct WriteRequest {
     reply: Reply,
 }
 
-/// Handle to the writer task. Cheap to clone.
+/// Handle to the writer tasks. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<WriteRequest>,
+    /// One queue per writer task; a session always goes to the same one, so its writes stay in order.
+    shards: Arc<[mpsc::Sender<WriteRequest>]>,
+}
+
+/// Writer tasks per store. SQLite has one write lock, so one writer; PostgreSQL commits transactions on disjoint
+/// sessions side by side, and while one batch waits for its round trips the next one is being written.
+fn writer_tasks(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    }
 }
 
 impl Writer {
-    /// Starts the writer task on the current tokio runtime.
+    /// Starts the writer tasks on the current tokio runtime.
     pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        let (tx, rx) = mpsc::channel(MAX_BATCH_REQUESTS);
-        tokio::spawn(run(store, hub, rx));
-        Writer { tx }
+        let shards = (0..writer_tasks(store.backend()))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(MAX_BATCH_REQUESTS);
+                tokio::spawn(run(store.clone(), hub.clone(), rx));
+                tx
+            })
+            .collect();
+        Writer { shards }
     }
 
     /// Queues writes for a session; the returned receiver yields the outcome after they are committed.
@@ -47,7 +63,9 @@ impl Writer {
         writes: Vec<TranscriptWrite>,
     ) -> oneshot::Receiver<StoreResult<AppendOutcome>> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(req)) = self.tx.send(WriteRequest { session_id, writes, reply }).await {
+        // Session ids end in random bits (UUID v7).
+        let shard = &self.shards[(session_id.as_u64_pair().1 % self.shards.len() as u64) as usize];
+        if let Err(mpsc::error::SendError(req)) = shard.send(WriteRequest { session_id, writes, reply }).await {
             let _ = req.reply.send(Err(StoreError::Conflict("the server is shutting down".into())));
         }
         rx

@@ -110,10 +110,18 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
 /// Serves the inspector on `listen` until Ctrl-C or SIGTERM, with the recorder-lost sweep running. (Embedders
 /// that mount [`router`] themselves start the sweep with [`reaper::spawn`].)
 pub async fn serve(state: AppState, listen: SocketAddr) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let sweep = reaper::spawn(state.clone());
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
+    // Live output, acks and events are small frames that must leave at once: without TCP_NODELAY, Nagle's
+    // algorithm holds one back until the peer acknowledges the previous (up to its delayed-ACK timer, ~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;

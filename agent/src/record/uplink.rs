@@ -192,7 +192,9 @@ async fn connect(cfg: &UplinkConfig) -> Result<Ws, Failure> {
     let bearer = HeaderValue::from_str(&format!("Bearer {}", cfg.token))
         .map_err(|_| Failure::Fatal("the token contains characters that cannot go in an HTTP header".into()))?;
     request.headers_mut().insert(AUTHORIZATION, bearer);
-    match timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request)).await {
+    // `true`: TCP_NODELAY. Output goes out as it comes, in small frames; Nagle's algorithm would hold one back
+    // until the server acknowledged the previous.
+    match timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(request, None, true)).await {
         Err(_) => Err(Failure::Retry("timed out connecting".into())),
         Ok(Err(e)) => Err(classify(e)),
         Ok(Ok((ws, _response))) => Ok(ws),

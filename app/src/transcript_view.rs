@@ -1,40 +1,8 @@
-//! The transcript panel: markup shared by the server's first paint and the browser's live rendering, and the
-//! component around it (find, follow, jump to live).
-//!
-//! Markup: `<div class="hist">` holds finished rows in blocks of [`BLOCK_ROWS`] (`content-visibility: auto` lets
-//! the browser skip laying out blocks that are off screen, so a long transcript stays cheap while every row
-//! stays findable and selectable), then `<div class="screen">` holds the terminal's current screen.
+//! The transcript panel: the terminal of a stored transcript for the server's first paint. Its markup (history
+//! blocks, then the screen) is `cmdop_transcript::html::panel_markup`, which the browser's live rendering writes
+//! too.
 
-use cmdop_transcript::{Row, html};
-
-/// Rows per history block.
-pub const BLOCK_ROWS: usize = 256;
-
-/// History blocks then the screen.
-pub fn markup<'a>(history: impl IntoIterator<Item = &'a Row>, screen: &[Row]) -> String {
-    let mut out = String::from("<div class=\"hist\">");
-    let mut in_block = 0;
-    for row in history {
-        if in_block == 0 {
-            out.push_str("<div class=\"blk\">");
-        }
-        html::push_row(&mut out, row);
-        in_block += 1;
-        if in_block == BLOCK_ROWS {
-            out.push_str("</div>");
-            in_block = 0;
-        }
-    }
-    if in_block > 0 {
-        out.push_str("</div>");
-    }
-    out.push_str("</div><div class=\"screen\">");
-    for row in screen {
-        html::push_row(&mut out, row);
-    }
-    out.push_str("</div>");
-    out
-}
+pub use cmdop_transcript::html::{BLOCK_ROWS, panel_markup as markup};
 
 /// Builds the terminal of a stored transcript read from offset `slice_from`, as a viewer replaying from there
 /// would. When that is not the beginning, the terminal starts after the first line break at or after it, so

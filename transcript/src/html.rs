@@ -157,6 +157,38 @@ fn color(class: &mut Vec<String>, inline: &mut String, prefix: &str, property: &
     }
 }
 
+/// Rows per history block of [`panel_markup`].
+pub const BLOCK_ROWS: usize = 256;
+
+/// A transcript panel: `<div class="hist">` holds finished rows in blocks of [`BLOCK_ROWS`]
+/// (`content-visibility: auto` lets the browser skip laying out blocks that are off screen, so a long transcript
+/// stays cheap while every row stays findable and selectable), then `<div class="screen">` holds the terminal's
+/// current screen. The server's first paint and the browser's live rendering both write it.
+pub fn panel_markup<'a>(history: impl IntoIterator<Item = &'a Row>, screen: &[Row]) -> String {
+    let mut out = String::from("<div class=\"hist\">");
+    let mut in_block = 0;
+    for row in history {
+        if in_block == 0 {
+            out.push_str("<div class=\"blk\">");
+        }
+        push_row(&mut out, row);
+        in_block += 1;
+        if in_block == BLOCK_ROWS {
+            out.push_str("</div>");
+            in_block = 0;
+        }
+    }
+    if in_block > 0 {
+        out.push_str("</div>");
+    }
+    out.push_str("</div><div class=\"screen\">");
+    for row in screen {
+        push_row(&mut out, row);
+    }
+    out.push_str("</div>");
+    out
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape_into(out: &mut String, text: &str) {
     for ch in text.chars() {

@@ -1,41 +1,17 @@
 //! `tail-server-parts LOG_FILE [COLS ROWS] [REPEAT]`: what `session_page` does with a stored transcript, step by
 //! step, timed: feed the bytes (in the store's 64 KiB chunks) into a `Document`, take its rows, write the markup
-//! of the last SNAPSHOT_ROWS rows (the same markup as `app/src/transcript_view.rs::markup`). Also the costs of the
+//! of the last SNAPSHOT_ROWS rows (`cmdop_transcript::html::panel_markup`, as the page does). Also the costs of the
 //! alternatives: a smaller snapshot, feeding only the tail of the transcript, and drawing every row (what the
 //! browser does after its replay).
 use std::time::{Duration, Instant};
 
-use cmdop_transcript::{Document, Row, html};
+use cmdop_transcript::html::panel_markup as markup;
+use cmdop_transcript::Document;
 
-const SNAPSHOT_ROWS: usize = 5_000; // app/src/api.rs
-const BLOCK_ROWS: usize = 256; // app/src/transcript_view.rs
+// The snapshot size this tool was written for; the page now sends 500 rows (app/src/api.rs), one of the
+// alternatives timed below.
+const SNAPSHOT_ROWS: usize = 5_000;
 const CHUNK: usize = 65_536; // what the recorder's frames come to in the store
-
-/// Same as `cmdop_inspector::transcript_view::markup`.
-fn markup<'a>(history: impl IntoIterator<Item = &'a Row>, screen: &[Row]) -> String {
-    let mut out = String::from("<div class=\"hist\">");
-    let mut in_block = 0;
-    for row in history {
-        if in_block == 0 {
-            out.push_str("<div class=\"blk\">");
-        }
-        html::push_row(&mut out, row);
-        in_block += 1;
-        if in_block == BLOCK_ROWS {
-            out.push_str("</div>");
-            in_block = 0;
-        }
-    }
-    if in_block > 0 {
-        out.push_str("</div>");
-    }
-    out.push_str("</div><div class=\"screen\">");
-    for row in screen {
-        html::push_row(&mut out, row);
-    }
-    out.push_str("</div>");
-    out
-}
 
 fn feed(bytes: &[u8], from: usize, cols: u16, rows: u16) -> Document {
     let mut doc = Document::new(cols, rows, from as u64);

@@ -11,8 +11,11 @@ static RAW: AtomicBool = AtomicBool::new(false);
 /// Prints `cmdop: <message>` on stderr, on a line of its own even when the terminal is raw.
 pub fn notice(message: impl std::fmt::Display) {
     let end = if RAW.load(Ordering::SeqCst) { "\r\n" } else { "\n" };
+    // One write: stderr is unbuffered, so `write!` would issue one per piece, and the command's mirrored output
+    // (on stdout, the same terminal) could land between them.
+    let line = format!("cmdop: {message}{end}");
     let mut err = std::io::stderr().lock();
-    let _ = write!(err, "cmdop: {message}{end}");
+    let _ = err.write_all(line.as_bytes());
     let _ = err.flush();
 }
 

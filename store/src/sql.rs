@@ -1087,12 +1087,18 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn touch_session(&self, session_id: Uuid) -> StoreResult<()> {
-                sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND state = 'active'")
-                    .bind(Ts(self.clock.now()))
-                    .bind(session_id)
-                    .execute(&self.pool)
-                    .await?;
+            async fn touch_sessions(&self, session_ids: &[Uuid]) -> StoreResult<()> {
+                let now = Ts(self.clock.now());
+                for part in session_ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE sessions SET last_seen_at = ");
+                    qb.push_bind(now).push(" WHERE state = 'active' AND id IN (");
+                    let mut ids = qb.separated(", ");
+                    for id in part {
+                        ids.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(&self.pool).await?;
+                }
                 Ok(())
             }
 

@@ -76,8 +76,9 @@ pub trait Store: Send + Sync + 'static {
     async fn end_session(&self, session_id: Uuid, end: SessionEnd) -> StoreResult<()>;
     /// A session that ended because its recorder was lost becomes active again when the recorder comes back.
     async fn reopen_lost_session(&self, session_id: Uuid) -> StoreResult<()>;
-    /// Marks the recorder of an active session as heard from now.
-    async fn touch_session(&self, session_id: Uuid) -> StoreResult<()>;
+    /// Marks the recorders of these sessions (the active ones) as heard from now. Committed output marks them
+    /// too; this is for recorders that are connected but quiet.
+    async fn touch_sessions(&self, session_ids: &[Uuid]) -> StoreResult<()>;
     /// Ends (reason `recorder_lost`, exit code null, ended when last heard from) every active session whose
     /// recorder has not been heard from since `silent_since`. Returns their ids.
     async fn end_lost_sessions(&self, silent_since: DateTime<Utc>) -> StoreResult<Vec<Uuid>>;

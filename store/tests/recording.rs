@@ -775,9 +775,10 @@ async fn lost_recorders_end_their_sessions(t: TestStore) {
 
     t.clock.advance(Duration::seconds(60));
     let t60 = t.clock.now();
-    t.store.touch_session(touched).await.unwrap();
-    t.store.append(written, vec![out(0, b"x")]).await.unwrap();
     t.store.end_session(done, exited(0)).await.unwrap();
+    // An ended session among those touched stays as it ended.
+    t.store.touch_sessions(&[touched, done]).await.unwrap();
+    t.store.append(written, vec![out(0, b"x")]).await.unwrap();
     t.clock.advance(Duration::seconds(60));
 
     assert_eq!(lost(&t, t0 + Duration::seconds(30)).await, BTreeSet::from([quiet]));

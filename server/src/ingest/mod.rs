@@ -32,6 +32,9 @@ use crate::state::AppState;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Writes in flight per connection before the socket stops being read (the recorder's buffer absorbs it).
 const MAX_IN_FLIGHT: usize = 256;
+/// Bytes read from a recorder's socket at a time. tungstenite zeroes its whole read buffer before every read;
+/// at its default (128 KiB) that was the largest single cost of a server taking many small frames.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 pub async fn ingest(
     State(state): State<AppState>,
@@ -47,6 +50,7 @@ pub async fn ingest(
     Ok(ws
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| connection(state, member, base_url, socket)))
 }
 
@@ -132,11 +136,15 @@ async fn run(
     let mut expected = acked;
     let mut heartbeat = tokio::time::interval(state.recorder_heartbeat());
     heartbeat.tick().await;
+    // Whether anything was written since the last heartbeat: its commit marked the recorder as heard from.
+    let mut wrote = false;
     loop {
         let frame = tokio::select! {
             frame = next_frame(stream) => frame?,
             _ = heartbeat.tick() => {
-                state.store.touch_session(session_id).await?;
+                if !std::mem::take(&mut wrote) {
+                    state.writer.touch(session_id).await;
+                }
                 continue;
             }
             // The acker stops early only when a write failed: say so now, not when the recorder sends again.
@@ -189,6 +197,7 @@ async fn run(
                 return Err(refuse("this connection already has a session"));
             }
         };
+        wrote = true;
         let outcome = state.writer.submit(session_id, vec![write]).await;
         if pending_tx.send(outcome).await.is_err() {
             // The acker stopped: a write failed. Its error is the connection's.

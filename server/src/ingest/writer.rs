@@ -4,6 +4,10 @@
 //! Each recorder connection hands over its frames as write requests and awaits their outcome; the writer takes
 //! every request waiting (up to a size bound), commits them in one transaction, answers each, and tells the live
 //! hub. If the group fails, each session's part is retried alone, so one bad recorder cannot fail the others.
+//!
+//! Heartbeats of quiet recorders go through the writer too, batched like output: on SQLite a write from anywhere
+//! else would contend for the one write lock, and SQLite's busy handler waits by sleeping (1, 2, 5, 10 ms ...),
+//! which is what a thousand recorders' heartbeats falling due together did to every live viewer's latency.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,17 +25,33 @@ const MAX_BATCH_REQUESTS: usize = 4096;
 /// Where a request's outcome goes.
 type Reply = oneshot::Sender<StoreResult<AppendOutcome>>;
 
-struct WriteRequest {
-    session_id: Uuid,
-    writes: Vec<TranscriptWrite>,
-    reply: Reply,
+enum Request {
+    Write {
+        session_id: Uuid,
+        writes: Vec<TranscriptWrite>,
+        reply: Reply,
+    },
+    /// The recorder is connected but quiet: mark it heard from (no answer; a failure is logged, and the
+    /// recorder-lost sweep is what a store that keeps failing leads to).
+    Touch {
+        session_id: Uuid,
+    },
+}
+
+impl Request {
+    fn bytes(&self) -> usize {
+        match self {
+            Request::Write { writes, .. } => writes.iter().map(TranscriptWrite::len).sum(),
+            Request::Touch { .. } => 0,
+        }
+    }
 }
 
 /// Handle to the writer tasks. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     /// One queue per writer task; a session always goes to the same one, so its writes stay in order.
-    shards: Arc<[mpsc::Sender<WriteRequest>]>,
+    shards: Arc<[mpsc::Sender<Request>]>,
 }
 
 /// Writer tasks per store. SQLite has one write lock, so one writer; PostgreSQL commits transactions on disjoint
@@ -63,23 +83,33 @@ impl Writer {
         writes: Vec<TranscriptWrite>,
     ) -> oneshot::Receiver<StoreResult<AppendOutcome>> {
         let (reply, rx) = oneshot::channel();
-        // Session ids end in random bits (UUID v7).
-        let shard = &self.shards[(session_id.as_u64_pair().1 % self.shards.len() as u64) as usize];
-        if let Err(mpsc::error::SendError(req)) = shard.send(WriteRequest { session_id, writes, reply }).await {
-            let _ = req.reply.send(Err(StoreError::Conflict("the server is shutting down".into())));
+        if let Err(mpsc::error::SendError(Request::Write { reply, .. })) =
+            self.shard(session_id).send(Request::Write { session_id, writes, reply }).await
+        {
+            let _ = reply.send(Err(StoreError::Conflict("the server is shutting down".into())));
         }
         rx
     }
+
+    /// Marks a quiet recorder's session as heard from, with the next group commit.
+    pub async fn touch(&self, session_id: Uuid) {
+        let _ = self.shard(session_id).send(Request::Touch { session_id }).await;
+    }
+
+    /// A session always goes to the same writer task. Session ids end in random bits (UUID v7).
+    fn shard(&self, session_id: Uuid) -> &mpsc::Sender<Request> {
+        &self.shards[(session_id.as_u64_pair().1 % self.shards.len() as u64) as usize]
+    }
 }
 
-async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<WriteRequest>) {
+async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Request>) {
     while let Some(first) = rx.recv().await {
+        let mut bytes = first.bytes();
         let mut requests = vec![first];
-        let mut bytes = requests[0].writes.iter().map(TranscriptWrite::len).sum::<usize>();
         while bytes < MAX_BATCH_BYTES && requests.len() < MAX_BATCH_REQUESTS {
             match rx.try_recv() {
                 Ok(req) => {
-                    bytes += req.writes.iter().map(TranscriptWrite::len).sum::<usize>();
+                    bytes += req.bytes();
                     requests.push(req);
                 }
                 Err(_) => break,
@@ -90,21 +120,49 @@ async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<WriteR
 }
 
 /// Commits requests grouped by session (in arrival order within each session) and answers them.
-async fn commit(store: &dyn Store, hub: &Hub, requests: Vec<WriteRequest>) {
+async fn commit(store: &dyn Store, hub: &Hub, requests: Vec<Request>) {
     let mut order: Vec<Uuid> = Vec::new();
     let mut groups: HashMap<Uuid, (Vec<TranscriptWrite>, Vec<Reply>)> = HashMap::new();
+    let mut touched: Vec<Uuid> = Vec::new();
     for req in requests {
-        let group = groups.entry(req.session_id).or_insert_with(|| {
-            order.push(req.session_id);
+        let (session_id, writes, reply) = match req {
+            Request::Write { session_id, writes, reply } => (session_id, writes, reply),
+            Request::Touch { session_id } => {
+                touched.push(session_id);
+                continue;
+            }
+        };
+        let group = groups.entry(session_id).or_insert_with(|| {
+            order.push(session_id);
             (Vec::new(), Vec::new())
         });
-        group.0.extend(req.writes);
-        group.1.push(req.reply);
+        group.0.extend(writes);
+        group.1.push(reply);
+    }
+    // A session written in this batch is marked heard from by its commit.
+    touched.retain(|id| !groups.contains_key(id));
+    touched.sort_unstable();
+    touched.dedup();
+    if !touched.is_empty()
+        && let Err(e) = store.touch_sessions(&touched).await
+    {
+        tracing::warn!("recorder heartbeats of {} sessions not stored: {e}", touched.len());
+    }
+    if order.is_empty() {
+        return;
     }
     let batch: Vec<(Uuid, Vec<TranscriptWrite>)> =
         order.iter().map(|id| (*id, std::mem::take(&mut groups.get_mut(id).expect("group").0))).collect();
 
-    match store.append_batch(&batch).await {
+    let started = std::time::Instant::now();
+    let result = store.append_batch(&batch).await;
+    tracing::debug!(
+        sessions = batch.len(),
+        bytes = batch.iter().flat_map(|(_, w)| w).map(TranscriptWrite::len).sum::<usize>(),
+        us = started.elapsed().as_micros() as u64,
+        "group commit"
+    );
+    match result {
         Ok(outcomes) => {
             for ((id, writes), outcome) in batch.iter().zip(outcomes) {
                 hub.committed(*id, writes, &outcome);

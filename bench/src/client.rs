@@ -32,7 +32,12 @@ pub async fn connect(url: &str, token: Option<&str>, subprotocol: Option<&str>) 
         request.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_str(p)?);
     }
     // Viewers receive `clients` events listing every attached client: allow big messages.
-    let config = WebSocketConfig::default().max_message_size(Some(256 << 20)).max_frame_size(Some(256 << 20));
+    // A small read buffer: tungstenite zeroes it before every read (128 KiB by default), which at a thousand
+    // sockets of small frames made the bench itself a CPU hog beside the server it measures.
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(256 << 20))
+        .max_frame_size(Some(256 << 20))
+        .read_buffer_size(16 * 1024);
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(60),
         tokio_tungstenite::connect_async_with_config(request, Some(config), true),

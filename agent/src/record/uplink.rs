@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
@@ -26,6 +27,8 @@ use super::terminal::notice;
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from the socket at a time.
+const READ_BUFFER_BYTES: usize = 4096;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A send that makes no progress this long means the connection is dead, even if TCP has not noticed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -194,7 +197,10 @@ async fn connect(cfg: &UplinkConfig) -> Result<Ws, Failure> {
     request.headers_mut().insert(AUTHORIZATION, bearer);
     // `true`: TCP_NODELAY. Output goes out as it comes, in small frames; Nagle's algorithm would hold one back
     // until the server acknowledged the previous.
-    match timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(request, None, true)).await {
+    // The server sends small frames (acks): a small read buffer. tungstenite zeroes its read buffer before each
+    // read, 128 KiB by default.
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    match timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async_with_config(request, Some(config), true)).await {
         Err(_) => Err(Failure::Retry("timed out connecting".into())),
         Ok(Err(e)) => Err(classify(e)),
         Ok(Ok((ws, _response))) => Ok(ws),

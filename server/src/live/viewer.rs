@@ -52,7 +52,8 @@ pub async fn live(
     // Refused before the upgrade: an invisible session is a plain 404.
     state.store.session(&viewer, id).await?;
     let who = ViewerIdentity { viewer, name: member.display_name, member_id: Some(member.id) };
-    Ok(ws.max_message_size(4096).on_upgrade(move |socket| follow(state, who, id, from, socket)))
+    // Viewers send only small control frames; a small read buffer (tungstenite zeroes it before every read).
+    Ok(ws.max_message_size(4096).read_buffer_size(4096).on_upgrade(move |socket| follow(state, who, id, from, socket)))
 }
 
 /// Who is watching: the read rule, and how they appear among the attached clients.

@@ -16,6 +16,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod ts;
+mod wal_checkpointer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{StoreError, StoreResult};

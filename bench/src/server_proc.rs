@@ -118,7 +118,9 @@ impl Server {
             .arg(&database_url)
             .args(["serve", "--listen", &addr.to_string()])
             .args(&opts.serve_args)
-            .env("CMDOP_LOG", "warn")
+            // CMDOP_BENCH_SERVER_LOG=FILTER (e.g. `cmdop_inspector_server=debug`, with --keep to find the log
+            // afterwards) for looking into a run.
+            .env("CMDOP_LOG", std::env::var("CMDOP_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)

@@ -83,9 +83,29 @@ pub struct Feed {
     state: watch::Sender<FeedState>,
     tail: Mutex<Tail>,
     tail_limit: usize,
+    /// The latest `clients` event its viewers sent, as text, with the `clients_version` it is at least as new as:
+    /// one store read per change for all the session's viewers, not one per viewer (a thousand viewers joining
+    /// one by one were a million reads).
+    clients_event: Mutex<Option<(u64, Arc<str>)>>,
 }
 
 impl Feed {
+    /// The shared `clients` event if one is known for `version` or later.
+    pub fn clients_event(&self, version: u64) -> Option<Arc<str>> {
+        match &*self.clients_event.lock().expect("clients lock") {
+            Some((v, text)) if *v >= version => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps a `clients` event read from the store after `version` was seen, unless a newer one is kept.
+    pub fn keep_clients_event(&self, version: u64, text: Arc<str>) {
+        let mut kept = self.clients_event.lock().expect("clients lock");
+        if kept.as_ref().is_none_or(|(v, _)| *v <= version) {
+            *kept = Some((version, text));
+        }
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<FeedState> {
         self.state.subscribe()
     }
@@ -205,7 +225,12 @@ impl Hub {
         }
         feeds.retain(|_, f| f.strong_count() > 0);
         let (state, _) = watch::channel(FeedState { total_bytes, ..FeedState::default() });
-        let feed = Arc::new(Feed { state, tail: Mutex::new(Tail::default()), tail_limit: self.tail_limit });
+        let feed = Arc::new(Feed {
+            state,
+            tail: Mutex::new(Tail::default()),
+            tail_limit: self.tail_limit,
+            clients_event: Mutex::new(None),
+        });
         feeds.insert(session_id, Arc::downgrade(&feed));
         feed
     }
@@ -356,6 +381,22 @@ mod tests {
         hub.remote_clients_changed(b);
         let heard: Vec<Uuid> = std::iter::from_fn(|| changes.try_recv().ok()).collect();
         assert_eq!(heard, vec![a, b, b]);
+    }
+
+    #[test]
+    fn a_shared_clients_event_serves_its_version_and_older_ones_only() {
+        let hub = Hub::default();
+        let feed = hub.watch(Uuid::now_v7(), 0);
+        assert_eq!(feed.clients_event(0), None, "nobody has read the clients yet");
+        feed.keep_clients_event(2, "two".into());
+        assert_eq!(feed.clients_event(1).as_deref(), Some("two"), "read after version 1 was seen");
+        assert_eq!(feed.clients_event(2).as_deref(), Some("two"));
+        assert_eq!(feed.clients_event(3), None, "a newer change needs a new read");
+        // A slow reader of an older version does not replace a newer list.
+        feed.keep_clients_event(1, "one".into());
+        assert_eq!(feed.clients_event(2).as_deref(), Some("two"));
+        feed.keep_clients_event(3, "three".into());
+        assert_eq!(feed.clients_event(3).as_deref(), Some("three"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! protocol's ping and resume. Anything else closes the socket with 1008.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -26,6 +27,8 @@ use crate::state::AppState;
 
 /// Bytes read from the store per step of a catch-up, and the most one binary frame carries.
 const PAGE_BYTES: usize = 256 * 1024;
+/// A viewer sending the clients list another viewer read checks its own access again after this long.
+const VISIBILITY_RECHECK: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 pub struct LiveParams {
@@ -81,6 +84,11 @@ struct Conn {
 impl Conn {
     async fn event(&mut self, e: &LiveEvent) -> Result<(), Close> {
         let text = serde_json::to_string(e).expect("live events serialize");
+        self.sink.send(Message::Text(text.into())).await.map_err(|_| Close::Gone)
+    }
+
+    /// An event already serialized (shared by the session's viewers).
+    async fn text(&mut self, text: &str) -> Result<(), Close> {
         self.sink.send(Message::Text(text.into())).await.map_err(|_| Close::Gone)
     }
 
@@ -170,8 +178,10 @@ async fn run(
     let mut cursor = Cursor::at(from);
     let mut announced_live = false;
     let mut clients_seen = None;
+    // When this viewer last read the session through its visibility rule.
+    let mut checked = Instant::now();
     let mut ended = session.state == SessionState::Ended;
-    loop {
+    'follow: loop {
         let seen = *changes.borrow_and_update();
         ended |= seen.ended;
         if let Err(c) = cursor.catch_up(state, who, id, &feed, conn, ended).await {
@@ -185,31 +195,50 @@ async fn run(
         }
         if clients_seen != Some(seen.clients_version) || ended {
             clients_seen = Some(seen.clients_version);
-            let session = match state.store.session(&who.viewer, id).await {
-                Ok(s) => s,
-                Err(e) => return store_close(e),
-            };
-            let current = session.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect();
-            if let Err(c) = conn.event(&LiveEvent::Clients { clients: current }).await {
-                return c;
-            }
-            if session.state == SessionState::Ended {
-                if !ended {
-                    // Ended elsewhere (e.g. the recorder-lost sweep): one more pass from the store, then the exit.
-                    ended = true;
-                    continue;
+            // Every viewer of the session sends the same list: the first to hear of a change reads it (through its
+            // own visibility rule) and the others send what it read. Each still reads for itself at the end and
+            // when its last read is older than VISIBILITY_RECHECK, so a revoked grant still closes the socket.
+            'read: {
+                let shared = (!ended && checked.elapsed() < VISIBILITY_RECHECK)
+                    .then(|| feed.clients_event(seen.clients_version))
+                    .flatten();
+                if let Some(text) = shared {
+                    if let Err(c) = conn.text(&text).await {
+                        return c;
+                    }
+                    break 'read;
                 }
-                let exit = LiveEvent::Exit {
-                    exit_code: session.exit_code,
-                    end_reason: session.end_reason,
-                    ended_at: session.ended_at,
-                    duration_ms: session.duration_ms,
-                    total_bytes: session.transcript.total_bytes,
+                let session = match state.store.session(&who.viewer, id).await {
+                    Ok(s) => s,
+                    Err(e) => return store_close(e),
                 };
-                return match conn.event(&exit).await {
-                    Ok(()) => Close::Ended,
-                    Err(c) => c,
-                };
+                checked = Instant::now();
+                let current = session.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect();
+                let text: Arc<str> = serde_json::to_string(&LiveEvent::Clients { clients: current })
+                    .expect("live events serialize")
+                    .into();
+                feed.keep_clients_event(seen.clients_version, text.clone());
+                if let Err(c) = conn.text(&text).await {
+                    return c;
+                }
+                if session.state == SessionState::Ended {
+                    if !ended {
+                        // Ended elsewhere (e.g. the recorder-lost sweep): one more pass from the store, then the exit.
+                        ended = true;
+                        continue 'follow;
+                    }
+                    let exit = LiveEvent::Exit {
+                        exit_code: session.exit_code,
+                        end_reason: session.end_reason,
+                        ended_at: session.ended_at,
+                        duration_ms: session.duration_ms,
+                        total_bytes: session.transcript.total_bytes,
+                    };
+                    return match conn.event(&exit).await {
+                        Ok(()) => Close::Ended,
+                        Err(c) => c,
+                    };
+                }
             }
         }
         // The viewer's own frames first: a `resume` already received must move the cursor before more output is

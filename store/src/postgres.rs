@@ -64,6 +64,11 @@ impl PostgresStore {
         Ok(Some(rx))
     }
 
+    /// PostgreSQL locks rows, not the database: writes share the pool and go side by side.
+    fn write_pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+
     async fn begin_write(&self) -> crate::StoreResult<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
     }

@@ -600,12 +600,27 @@ macro_rules! impl_sql_store {
                 Ok(Some((q, machines)))
             }
 
-            async fn fill_details(&self, sessions: &mut [Session]) -> StoreResult<()> {
+            /// One session through the viewer's visibility rule, with its gaps and, `with_clients`, its clients.
+            async fn session_with(&self, viewer: &Viewer, id: Uuid, with_clients: bool) -> StoreResult<Session> {
+                let mut qb = QueryBuilder::<$db>::new(SESSION_SELECT);
+                qb.push(" AND s.id = ").push_bind(id);
+                push_visibility(&mut qb, viewer);
+                let row = qb.build().fetch_optional(&self.pool).await?;
+                let row = row.ok_or_else(|| StoreError::NotFound("session".into()))?;
+                let mut sessions = vec![session_from_row(&row, self.clock.now())?];
+                self.fill_details(&mut sessions, with_clients).await?;
+                Ok(sessions.pop().expect("one session"))
+            }
+
+            /// Fills in the gaps and, `with_clients`, every client the sessions ever had.
+            async fn fill_details(&self, sessions: &mut [Session], with_clients: bool) -> StoreResult<()> {
                 if sessions.is_empty() {
                     return Ok(());
                 }
                 let ids: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
 
+                let mut clients: HashMap<Uuid, Vec<ClientInfo>> = HashMap::new();
+                if with_clients {
                 let mut qb = QueryBuilder::<$db>::new(
                     "SELECT id, session_id, kind, name, attached_at, detached_at FROM session_clients WHERE session_id IN (",
                 );
@@ -614,7 +629,6 @@ macro_rules! impl_sql_store {
                     sep.push_bind(*id);
                 }
                 qb.push(") ORDER BY attached_at, id");
-                let mut clients: HashMap<Uuid, Vec<ClientInfo>> = HashMap::new();
                 for r in qb.build().fetch_all(&self.pool).await? {
                     let sid: Uuid = r.try_get("session_id")?;
                     clients.entry(sid).or_default().push(ClientInfo {
@@ -624,6 +638,7 @@ macro_rules! impl_sql_store {
                         attached_at: r.try_get::<Ts, _>("attached_at")?.0,
                         detached_at: r.try_get::<Option<Ts>, _>("detached_at")?.map(|t| t.0),
                     });
+                }
                 }
 
                 let mut qb = QueryBuilder::<$db>::new(
@@ -705,7 +720,7 @@ macro_rules! impl_sql_store {
                     .bind(new_id())
                     .bind(&name)
                     .bind(Ts(self.clock.now()))
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.write_pool())
                     .await
                     .map_err(unique_as(|| format!("fleet {name:?}")))?;
                 fleet_from_row(&row)
@@ -733,7 +748,7 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE fleets SET transcript_limit_bytes = $1 WHERE id = $2")
                     .bind(limit_bytes)
                     .bind(fleet_id)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("fleet".into()));
@@ -758,7 +773,7 @@ macro_rules! impl_sql_store {
                     .bind(new.password_hash)
                     .bind(new.is_bot)
                     .bind(Ts(self.clock.now()))
-                    .fetch_one(&self.pool)
+                    .fetch_one(self.write_pool())
                     .await
                     .map_err(unique_as(|| format!("member {email:?}")))?;
                 member_from_row(&row)
@@ -790,7 +805,7 @@ macro_rules! impl_sql_store {
                     sqlx::query_scalar("SELECT role FROM fleet_members WHERE fleet_id = $1 AND member_id = $2")
                         .bind(fleet_id)
                         .bind(member_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.write_pool())
                         .await?;
                 if let Some(role) = existing {
                     return Err(StoreError::AlreadyExists(format!("membership (the member is already {role})")));
@@ -802,7 +817,7 @@ macro_rules! impl_sql_store {
                 .bind(member_id)
                 .bind(role.as_str())
                 .bind(Ts(self.clock.now()))
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await
                 .map_err(unique_as(|| "membership".to_string()))?;
                 Ok(())
@@ -835,7 +850,7 @@ macro_rules! impl_sql_store {
                 .bind(fleet_id)
                 .bind(&name)
                 .bind(Ts(self.clock.now()))
-                .fetch_one(&self.pool)
+                .fetch_one(self.write_pool())
                 .await
                 .map_err(unique_as(|| format!("machine {name:?} in this fleet")))?;
                 machine_from_row(&row)
@@ -860,7 +875,7 @@ macro_rules! impl_sql_store {
                     .bind(machine_id)
                     .bind(member_id)
                     .bind(Ts(self.clock.now()))
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await
                     .map_err(unique_as(|| "grant".to_string()))?;
                 Ok(())
@@ -876,7 +891,7 @@ macro_rules! impl_sql_store {
                 .bind(name)
                 .bind(token_hash)
                 .bind(Ts(self.clock.now()))
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await
                 .map_err(unique_as(|| "token".to_string()))?;
                 Ok(id)
@@ -902,7 +917,7 @@ macro_rules! impl_sql_store {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                     .bind(Ts(self.clock.now()))
                     .bind(token_id)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 Ok(Some(member_from_row(&row)?))
             }
@@ -915,7 +930,7 @@ macro_rules! impl_sql_store {
             ) -> StoreResult<()> {
                 let now = self.clock.now();
                 // Housekeeping on the way: expired login sessions are of no use to anyone.
-                sqlx::query("DELETE FROM login_sessions WHERE expires_at <= $1").bind(Ts(now)).execute(&self.pool).await?;
+                sqlx::query("DELETE FROM login_sessions WHERE expires_at <= $1").bind(Ts(now)).execute(self.write_pool()).await?;
                 sqlx::query(
                     "INSERT INTO login_sessions (id, member_id, token_hash, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -925,7 +940,7 @@ macro_rules! impl_sql_store {
                 .bind(token_hash)
                 .bind(Ts(now))
                 .bind(Ts(expires_at))
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
                 Ok(())
             }
@@ -952,7 +967,7 @@ macro_rules! impl_sql_store {
             async fn delete_login_session(&self, token_hash: &[u8]) -> StoreResult<()> {
                 sqlx::query("DELETE FROM login_sessions WHERE token_hash = $1")
                     .bind(token_hash)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 Ok(())
             }
@@ -964,7 +979,7 @@ macro_rules! impl_sql_store {
                 let fleet_of_machine: Option<Uuid> =
                     sqlx::query_scalar("SELECT fleet_id FROM machines WHERE id = $1")
                         .bind(new.machine_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.write_pool())
                         .await?;
                 match fleet_of_machine {
                     None => return Err(StoreError::NotFound("machine".into())),
@@ -989,7 +1004,7 @@ macro_rules! impl_sql_store {
                 .bind(i32::from(new.rows))
                 .bind(new.chat_thread_id)
                 .bind(Ts(self.clock.now()))
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
                 Ok(id)
             }
@@ -1015,12 +1030,12 @@ macro_rules! impl_sql_store {
                 .bind(end.exit_signal)
                 .bind(end.reason.as_str())
                 .bind(session_id)
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
                 if done.rows_affected() == 0 {
                     let exists: Option<String> = sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1")
                         .bind(session_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.write_pool())
                         .await?;
                     return match exists {
                         None => Err(StoreError::NotFound("session".into())),
@@ -1031,7 +1046,7 @@ macro_rules! impl_sql_store {
                 sqlx::query("UPDATE session_clients SET detached_at = $1 WHERE session_id = $2 AND detached_at IS NULL")
                     .bind(Ts(ended_at))
                     .bind(session_id)
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 Ok(())
             }
@@ -1049,7 +1064,7 @@ macro_rules! impl_sql_store {
                 .bind(client.member_id)
                 .bind(Ts(self.clock.now()))
                 .bind(session_id)
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("session".into()));
@@ -1066,7 +1081,7 @@ macro_rules! impl_sql_store {
                 if let Some(member) = by {
                     qb.push(" AND member_id = ").push_bind(member);
                 }
-                if qb.build().execute(&self.pool).await?.rows_affected() == 0 {
+                if qb.build().execute(self.write_pool()).await?.rows_affected() == 0 {
                     return Err(StoreError::NotFound("attached client".into()));
                 }
                 Ok(())
@@ -1079,7 +1094,7 @@ macro_rules! impl_sql_store {
                 )
                 .bind(Ts(self.clock.now()))
                 .bind(session_id)
-                .execute(&self.pool)
+                .execute(self.write_pool())
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Conflict("only a session whose recorder was lost can be reopened".into()));
@@ -1097,7 +1112,7 @@ macro_rules! impl_sql_store {
                         ids.push_bind(*id);
                     }
                     qb.push(")");
-                    qb.build().execute(&self.pool).await?;
+                    qb.build().execute(self.write_pool()).await?;
                 }
                 Ok(())
             }
@@ -1201,7 +1216,7 @@ macro_rules! impl_sql_store {
                     sqlx::query_scalar("SELECT role FROM fleet_members WHERE fleet_id = $1 AND member_id = $2")
                         .bind(fleet_id)
                         .bind(member_id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(self.write_pool())
                         .await?;
                 if is_member.is_none() {
                     return Err(StoreError::NotFound("fleet".into()));
@@ -1213,7 +1228,7 @@ macro_rules! impl_sql_store {
                     .bind(title)
                     .bind(member_id)
                     .bind(Ts(self.clock.now()))
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 self.chat_thread(&Viewer::Member(member_id), id).await
             }
@@ -1235,7 +1250,7 @@ macro_rules! impl_sql_store {
                     .bind(member_id)
                     .bind(body)
                     .bind(Ts(now))
-                    .execute(&self.pool)
+                    .execute(self.write_pool())
                     .await?;
                 let author = self.member_by_id(member_id).await?;
                 Ok(ChatMessage { id, author: author.email, author_name: author.display_name, body: body.to_string(), created_at: now })
@@ -1321,7 +1336,7 @@ macro_rules! impl_sql_store {
                 } else {
                     None
                 };
-                self.fill_details(&mut sessions).await?;
+                self.fill_details(&mut sessions, true).await?;
                 Ok(SessionList { sessions, next_cursor })
             }
 
@@ -1355,14 +1370,11 @@ macro_rules! impl_sql_store {
             }
 
             async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session> {
-                let mut qb = QueryBuilder::<$db>::new(SESSION_SELECT);
-                qb.push(" AND s.id = ").push_bind(id);
-                push_visibility(&mut qb, viewer);
-                let row = qb.build().fetch_optional(&self.pool).await?;
-                let row = row.ok_or_else(|| StoreError::NotFound("session".into()))?;
-                let mut sessions = vec![session_from_row(&row, self.clock.now())?];
-                self.fill_details(&mut sessions).await?;
-                Ok(sessions.pop().expect("one session"))
+                self.session_with(viewer, id, true).await
+            }
+
+            async fn session_head(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session> {
+                self.session_with(viewer, id, false).await
             }
 
             async fn read_transcript_page(
@@ -1372,7 +1384,8 @@ macro_rules! impl_sql_store {
                 from_offset: u64,
                 max_bytes: usize,
             ) -> StoreResult<TranscriptSlice> {
-                let session = self.session(viewer, id).await?;
+                // Visibility, the length and the gaps; not the clients (a session watched by many has many).
+                let session = self.session_head(viewer, id).await?;
                 // Everything below is bounded by the length read with the session: output committed after that
                 // read (chunks, gaps, resizes past it) belongs to the next read, so that one slice never pairs
                 // new chunks with an old list of gaps.

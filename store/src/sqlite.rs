@@ -14,6 +14,11 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     replica_id: uuid::Uuid,
     checkpointer: tokio::task::JoinHandle<()>,
+    /// The one connection every write of this process goes through. SQLite lets one connection write at a time,
+    /// and one that finds the lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between
+    /// tries: writes from several pooled connections took turns that way (a thousand viewers attaching took
+    /// minutes). Waiting for this connection is first come, first served, and reads never wait for it.
+    writer: SqlitePool,
 }
 
 impl Drop for SqliteStore {
@@ -46,7 +51,8 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         let checkpointer = crate::wal_checkpointer::spawn(&options).await?;
-        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), checkpointer })
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), checkpointer, writer })
     }
 
     /// One process owns a SQLite file: there is nobody to tell.
@@ -60,10 +66,15 @@ impl SqliteStore {
         Ok(None)
     }
 
+    /// Where the store's writes go (see `writer`).
+    fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     /// Write transactions take the write lock up front: a deferred transaction that reads first and then writes
     /// can fail with SQLITE_BUSY when another writer got there in between, and busy_timeout does not help then.
     async fn begin_write(&self) -> crate::StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     // The group commit's statements (see `sql::append_batch_in_tx`): multi-row, their text varies with the row

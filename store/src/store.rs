@@ -104,6 +104,9 @@ pub trait Store: Send + Sync + 'static {
     /// the counts beside the list's filters and sections.
     async fn session_counts(&self, viewer: &Viewer, query: &SessionQuery) -> StoreResult<Vec<SessionCount>>;
     async fn session(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session>;
+    /// The session without its clients (`clients` is empty): for visibility checks and reads that do not show
+    /// them. A session with a thousand viewers has a thousand clients to read.
+    async fn session_head(&self, viewer: &Viewer, id: Uuid) -> StoreResult<Session>;
     /// Retained transcript from `from_offset` on, at most about `max_bytes` (whole chunks; at least one).
     async fn read_transcript_page(
         &self,

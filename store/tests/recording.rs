@@ -41,6 +41,7 @@ cmdop_store::for_each_backend!(
     recordable_machine_in_two_fleets_needs_the_fleet,
     // clients
     detach_client_by_member_only_detaches_their_own,
+    session_head_is_the_session_without_its_clients_and_as_visible,
     // chat
     chat_thread_needs_fleet_membership,
     chat_messages_come_back_in_order_with_authors,
@@ -753,6 +754,28 @@ fn as_piece(p: &Piece) -> TranscriptPiece<'_> {
 async fn attach(t: &TestStore, id: Uuid, kind: ClientKind, name: &str, member: Option<&Member>) -> Uuid {
     let client = NewClient { kind, name: name.into(), member_id: member.map(|m| m.id) };
     t.store.attach_client(id, client).await.unwrap()
+}
+
+async fn session_head_is_the_session_without_its_clients_and_as_visible(t: TestStore) {
+    let fx = fixture(&t).await;
+    let id = start(&t, &fx).await;
+    attach(&t, id, ClientKind::Cli, "cmdop record", Some(&fx.owner)).await;
+    attach(&t, id, ClientKind::Browser, "Owner", Some(&fx.owner)).await;
+    t.store.append(id, vec![out(0, b"before"), gap(6, 10), out(16, b"after")]).await.unwrap();
+
+    let full = t.store.session(&fx.viewer(), id).await.unwrap();
+    let head = t.store.session_head(&fx.viewer(), id).await.unwrap();
+    assert_eq!(full.clients.len(), 2);
+    assert!(head.clients.is_empty(), "{:?}", head.clients);
+    assert_eq!(head.transcript, full.transcript, "length and gaps as the full read has them");
+    assert_eq!((head.id, head.state, head.machine.clone()), (full.id, full.state, full.machine.clone()));
+
+    // Whoever may not see the session gets NotFound from both, as for a missing one.
+    let outsider = member(&t, "outsider@example.com", "Outsider").await;
+    let other = Viewer::Member(outsider.id);
+    assert_err!(t.store.session(&other, id).await, StoreError::NotFound(_));
+    assert_err!(t.store.session_head(&other, id).await, StoreError::NotFound(_));
+    assert_err!(t.store.session_head(&fx.viewer(), Uuid::now_v7()).await, StoreError::NotFound(_));
 }
 
 fn exited(code: i32) -> SessionEnd {

@@ -53,7 +53,7 @@ pub async fn live(
     };
     let viewer = Viewer::Member(member.id);
     // Refused before the upgrade: an invisible session is a plain 404.
-    state.store.session(&viewer, id).await?;
+    state.store.session_head(&viewer, id).await?;
     let who = ViewerIdentity { viewer, name: member.display_name, member_id: Some(member.id) };
     // Viewers send only small control frames; a small read buffer (tungstenite zeroes it before every read).
     Ok(ws.max_message_size(4096).read_buffer_size(4096).on_upgrade(move |socket| follow(state, who, id, from, socket)))
@@ -148,7 +148,7 @@ async fn run(
     mut stream: SplitStream<WebSocket>,
     client: &mut Option<Uuid>,
 ) -> Close {
-    let session = match state.store.session(&who.viewer, id).await {
+    let session = match state.store.session_head(&who.viewer, id).await {
         Ok(s) => s,
         Err(e) => return store_close(e),
     };

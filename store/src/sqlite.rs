@@ -50,8 +50,8 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", crate::wal_checkpointer::WRITER_CHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        let checkpointer = crate::wal_checkpointer::spawn(&options).await?;
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let checkpointer = crate::wal_checkpointer::spawn(&options, writer.clone()).await?;
         Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), checkpointer, writer })
     }
 

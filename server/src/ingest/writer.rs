@@ -5,9 +5,9 @@
 //! every request waiting (up to a size bound), commits them in one transaction, answers each, and tells the live
 //! hub. If the group fails, each session's part is retried alone, so one bad recorder cannot fail the others.
 //!
-//! Heartbeats of quiet recorders go through the writer too, batched like output: on SQLite a write from anywhere
-//! else would contend for the one write lock, and SQLite's busy handler waits by sleeping (1, 2, 5, 10 ms ...),
-//! which is what a thousand recorders' heartbeats falling due together did to every live viewer's latency.
+//! Heartbeats of quiet recorders go through the writer too, batched like output: a thousand recorders opened
+//! together fall due together, and as separate writes they were a thousand transactions taking SQLite's one write
+//! lock in turn beside the group commit; here they are one statement in the writer's next turn.
 
 use std::collections::HashMap;
 use std::sync::Arc;

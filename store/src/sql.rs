@@ -621,24 +621,25 @@ macro_rules! impl_sql_store {
 
                 let mut clients: HashMap<Uuid, Vec<ClientInfo>> = HashMap::new();
                 if with_clients {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT id, session_id, kind, name, attached_at, detached_at FROM session_clients WHERE session_id IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for id in &ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(") ORDER BY attached_at, id");
-                for r in qb.build().fetch_all(&self.pool).await? {
-                    let sid: Uuid = r.try_get("session_id")?;
-                    clients.entry(sid).or_default().push(ClientInfo {
-                        id: r.try_get("id")?,
-                        kind: parse_client_kind(&r.try_get::<String, _>("kind")?)?,
-                        name: r.try_get("name")?,
-                        attached_at: r.try_get::<Ts, _>("attached_at")?.0,
-                        detached_at: r.try_get::<Option<Ts>, _>("detached_at")?.map(|t| t.0),
-                    });
-                }
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT id, session_id, kind, name, attached_at, detached_at FROM session_clients \
+                         WHERE session_id IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for id in &ids {
+                        sep.push_bind(*id);
+                    }
+                    qb.push(") ORDER BY attached_at, id");
+                    for r in qb.build().fetch_all(&self.pool).await? {
+                        let sid: Uuid = r.try_get("session_id")?;
+                        clients.entry(sid).or_default().push(ClientInfo {
+                            id: r.try_get("id")?,
+                            kind: parse_client_kind(&r.try_get::<String, _>("kind")?)?,
+                            name: r.try_get("name")?,
+                            attached_at: r.try_get::<Ts, _>("attached_at")?.0,
+                            detached_at: r.try_get::<Option<Ts>, _>("detached_at")?.map(|t| t.0),
+                        });
+                    }
                 }
 
                 let mut qb = QueryBuilder::<$db>::new(

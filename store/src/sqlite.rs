@@ -16,8 +16,8 @@ pub struct SqliteStore {
     checkpointer: tokio::task::JoinHandle<()>,
     /// The one connection every write of this process goes through. SQLite lets one connection write at a time,
     /// and one that finds the lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between
-    /// tries: writes from several pooled connections took turns that way (a thousand viewers attaching took
-    /// minutes). Waiting for this connection is first come, first served, and reads never wait for it.
+    /// tries: writes from several pooled connections took turns that way. Waiting for this connection is first
+    /// come, first served, and reads never wait for it.
     writer: SqlitePool,
 }
 

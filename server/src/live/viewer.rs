@@ -181,7 +181,7 @@ async fn run(
     // When this viewer last read the session through its visibility rule.
     let mut checked = Instant::now();
     let mut ended = session.state == SessionState::Ended;
-    'follow: loop {
+    loop {
         let seen = *changes.borrow_and_update();
         ended |= seen.ended;
         if let Err(c) = cursor.catch_up(state, who, id, &feed, conn, ended).await {
@@ -198,16 +198,14 @@ async fn run(
             // Every viewer of the session sends the same list: the first to hear of a change reads it (through its
             // own visibility rule) and the others send what it read. Each still reads for itself at the end and
             // when its last read is older than VISIBILITY_RECHECK, so a revoked grant still closes the socket.
-            'read: {
-                let shared = (!ended && checked.elapsed() < VISIBILITY_RECHECK)
-                    .then(|| feed.clients_event(seen.clients_version))
-                    .flatten();
-                if let Some(text) = shared {
-                    if let Err(c) = conn.text(&text).await {
-                        return c;
-                    }
-                    break 'read;
+            let shared = (!ended && checked.elapsed() < VISIBILITY_RECHECK)
+                .then(|| feed.clients_event(seen.clients_version))
+                .flatten();
+            if let Some(text) = shared {
+                if let Err(c) = conn.text(&text).await {
+                    return c;
                 }
+            } else {
                 let session = match state.store.session(&who.viewer, id).await {
                     Ok(s) => s,
                     Err(e) => return store_close(e),
@@ -225,7 +223,7 @@ async fn run(
                     if !ended {
                         // Ended elsewhere (e.g. the recorder-lost sweep): one more pass from the store, then the exit.
                         ended = true;
-                        continue 'follow;
+                        continue;
                     }
                     let exit = LiveEvent::Exit {
                         exit_code: session.exit_code,

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{Connection, PgPool, Postgres, Transaction};
 use tokio::sync::mpsc;
 
 use crate::notify::{LIVE_CHANNEL, LiveNotice};
@@ -65,15 +65,34 @@ impl PostgresStore {
     }
 
     /// PostgreSQL locks rows, not the database: writes share the pool and go side by side.
-    fn write_pool(&self) -> &sqlx::PgPool {
-        &self.pool
+    async fn write_conn(&self) -> crate::StoreResult<sqlx::pool::PoolConnection<Postgres>> {
+        Ok(self.pool.acquire().await?)
     }
 
-    async fn begin_write(&self) -> crate::StoreResult<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+    async fn begin_write(conn: &mut sqlx::PgConnection) -> crate::StoreResult<Transaction<'_, Postgres>> {
+        Ok(conn.begin().await?)
     }
 
-    // The group commit's statements (see `sql::append_batch_in_tx`) take their rows as arrays: one statement text
+    /// A group commit (see `Store::append_batch`): read where the sessions stand, check the writes, insert the
+    /// rows, update the sessions, commit.
+    async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
+        let now = self.clock.now();
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let mut states = HashMap::new();
+        for part in batch_ids(batch).chunks(ROWS_PER_STATEMENT) {
+            states.extend(Self::read_append_states(&mut tx, part).await?);
+        }
+        let (outcomes, mut pending) = apply_batch(&mut tx, batch, &mut states).await?;
+        flush_rows(&mut tx, &mut pending).await?;
+        for part in sorted_states(&states).chunks(ROWS_PER_STATEMENT) {
+            Self::write_append_states(&mut tx, part, now).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    // The group commit's statements take their rows as arrays: one statement text
     // whatever the row count, prepared once per connection. As multi-row VALUES, each batch size was a new
     // statement to parse and plan (thousands of parameters): 100-300 ms per batch of a thousand sessions.
 
@@ -81,16 +100,33 @@ impl PostgresStore {
     /// reconnected elsewhere while its old connection's writes were in flight) makes the update below apply to
     /// fewer rows, and the batch fails and is retried session by session. Locking every row up front cost a third
     /// of each group commit.
-    async fn load_append_rows(tx: &mut Transaction<'static, Postgres>, ids: &[Uuid]) -> crate::StoreResult<Vec<PgRow>> {
+    async fn read_append_states(
+        conn: &mut sqlx::PgConnection,
+        ids: &[Uuid],
+    ) -> crate::StoreResult<Vec<(Uuid, AppendState)>> {
         let mut qb = QueryBuilder::<Postgres>::new(APPEND_STATE_SELECT);
         qb.push(" WHERE s.id = ANY(").push_bind(ids.to_vec()).push(")");
-        Ok(qb.build().fetch_all(&mut **tx).await?)
+        let rows = qb.build().fetch_all(&mut *conn).await?;
+        rows.iter()
+            .map(|r| {
+                let total = u64_col(r, "total_bytes")?;
+                Ok((
+                    r.try_get("id")?,
+                    AppendState {
+                        total,
+                        loaded_total: total,
+                        retained: u64_col(r, "retained_bytes")?,
+                        truncated: u64_col(r, "truncated_bytes")?,
+                        lost: u64_col(r, "lost_bytes")?,
+                        limit: u64_col(r, "limit_bytes")?,
+                        retained_from: u64_col(r, "retained_from")?,
+                    },
+                ))
+            })
+            .collect()
     }
 
-    async fn insert_chunk_rows(
-        tx: &mut Transaction<'static, Postgres>,
-        rows: &[ChunkRow<'_>],
-    ) -> crate::StoreResult<()> {
+    async fn insert_chunk_rows(conn: &mut sqlx::PgConnection, rows: &[ChunkRow<'_>]) -> crate::StoreResult<()> {
         let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
         let offsets: Vec<i64> = rows.iter().map(|r| r.1 as i64).collect();
         let times: Vec<i64> = rows.iter().map(|r| r.2 as i64).collect();
@@ -103,13 +139,13 @@ impl PostgresStore {
         .bind(offsets)
         .bind(times)
         .bind(bytes)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
 
     async fn write_append_states(
-        tx: &mut Transaction<'static, Postgres>,
+        conn: &mut sqlx::PgConnection,
         states: &[(&Uuid, &AppendState)],
         now: DateTime<Utc>,
     ) -> crate::StoreResult<()> {
@@ -130,7 +166,7 @@ impl PostgresStore {
         .bind(column(|s| s.retained_from))
         .bind(Ts(now))
         .bind(column(|s| s.loaded_total))
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         if done.rows_affected() != states.len() as u64 {
             return Err(crate::StoreError::Conflict(

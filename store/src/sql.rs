@@ -274,70 +274,52 @@ macro_rules! impl_sql_store {
             }
         }
 
-        /// A group commit: every session's writes in one transaction, with a fixed number of statements per
-        /// batch (one read of the sessions, one multi-row INSERT per table, one UPDATE of the sessions) instead of
-        /// a few per write; only resends and ring-buffer trims cost statements of their own. See
-        /// [`Store::append_batch`].
-        async fn append_batch_in_tx(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            batch: &[(Uuid, Vec<TranscriptWrite>)],
-            now: DateTime<Utc>,
-        ) -> StoreResult<Vec<AppendOutcome>> {
-            let mut states = load_append_states(tx, batch).await?;
+        /// A group commit's work between its first read and its last writes: checks each session's writes against
+        /// where it stands (`states`, updated) and returns each entry's outcome and the rows still to insert. A
+        /// fixed number of statements per batch (one read of the sessions before, one multi-row INSERT per table
+        /// and one UPDATE of the sessions after, which the backend sends) instead of a few per write; only resends
+        /// and ring-buffer trims cost statements here. See [`Store::append_batch`].
+        async fn apply_batch<'b>(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            batch: &'b [(Uuid, Vec<TranscriptWrite>)],
+            states: &mut HashMap<Uuid, AppendState>,
+        ) -> StoreResult<(Vec<AppendOutcome>, PendingRows<'b>)> {
             let mut pending = PendingRows::default();
             // Each entry's outcome is where its session stood after it (a session may come more than once).
             let mut outcomes = Vec::with_capacity(batch.len());
             for (session_id, writes) in batch {
                 let state = states.get_mut(session_id).ok_or_else(|| StoreError::NotFound("session".into()))?;
                 for write in writes {
-                    apply_write(tx, *session_id, state, write, &mut pending).await?;
+                    apply_write(conn, *session_id, state, write, &mut pending).await?;
                 }
                 outcomes.push(state.outcome());
             }
-            flush_rows(tx, &mut pending).await?;
-            // Trimming happens once per session, after all its writes: its last entry reports the result.
+            // Trimming happens once per session, after all its writes: its last entry reports the result. It
+            // reads the table, so what this batch queued goes in first.
+            if states.values().any(|s| s.retained > s.limit) {
+                flush_rows(conn, &mut pending).await?;
+            }
             for (index, (session_id, _)) in batch.iter().enumerate().rev() {
                 let state = states.get_mut(session_id).expect("loaded above");
                 if state.retained > state.limit {
-                    trim_ring_buffer(tx, *session_id, state).await?;
+                    trim_ring_buffer(conn, *session_id, state).await?;
                     outcomes[index] = state.outcome();
                 }
             }
-            store_append_states(tx, &states, now).await?;
-            Ok(outcomes)
+            Ok((outcomes, pending))
         }
 
-        /// Reads where the sessions a batch writes to stand.
-        async fn load_append_states(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            batch: &[(Uuid, Vec<TranscriptWrite>)],
-        ) -> StoreResult<HashMap<Uuid, AppendState>> {
-            let mut states = HashMap::with_capacity(batch.len());
+        /// The ids a batch writes to, once each, in order (replicas take their row locks in the same order).
+        fn batch_ids(batch: &[(Uuid, Vec<TranscriptWrite>)]) -> Vec<Uuid> {
             let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
             ids.sort_unstable();
             ids.dedup();
-            for part in ids.chunks(ROWS_PER_STATEMENT) {
-                for row in <$store>::load_append_rows(tx, part).await? {
-                    states.insert(
-                        row.try_get::<Uuid, _>("id")?,
-                        AppendState {
-                            total: u64_col(&row, "total_bytes")?,
-                            loaded_total: u64_col(&row, "total_bytes")?,
-                            retained: u64_col(&row, "retained_bytes")?,
-                            truncated: u64_col(&row, "truncated_bytes")?,
-                            lost: u64_col(&row, "lost_bytes")?,
-                            limit: u64_col(&row, "limit_bytes")?,
-                            retained_from: u64_col(&row, "retained_from")?,
-                        },
-                    );
-                }
-            }
-            Ok(states)
+            ids
         }
 
         /// Checks one write against where the session stands and queues its rows.
         async fn apply_write<'w>(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             session_id: Uuid,
             state: &mut AppendState,
             write: &'w TranscriptWrite,
@@ -359,7 +341,7 @@ macro_rules! impl_sql_store {
                     let overlap = (state.total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
                     if overlap > 0 {
                         // The comparison reads the table: what this batch queued must be in it.
-                        flush_rows(tx, pending).await?;
+                        flush_rows(conn, pending).await?;
                         let stored = sqlx::query(
                             "SELECT byte_offset, bytes FROM transcript_chunks WHERE session_id = $1 \
                              AND byte_offset < $2 AND byte_offset + LENGTH(bytes) > $3 ORDER BY byte_offset",
@@ -367,7 +349,7 @@ macro_rules! impl_sql_store {
                         .bind(session_id)
                         .bind((chunk.offset + overlap as u64) as i64)
                         .bind(chunk.offset as i64)
-                        .fetch_all(&mut **tx)
+                        .fetch_all(&mut *conn)
                         .await?;
                         for r in stored {
                             let at = u64_col(&r, "byte_offset")?;
@@ -403,13 +385,13 @@ macro_rules! impl_sql_store {
                         return Ok(());
                     }
                     // Anything else must be the resend of a gap already stored.
-                    flush_rows(tx, pending).await?;
+                    flush_rows(conn, pending).await?;
                     let stored: Option<i64> = sqlx::query_scalar(
                         "SELECT bytes_lost FROM transcript_gaps WHERE session_id = $1 AND at_offset = $2",
                     )
                     .bind(session_id)
                     .bind(*at_offset as i64)
-                    .fetch_optional(&mut **tx)
+                    .fetch_optional(&mut *conn)
                     .await?;
                     if stored != Some(*bytes_lost as i64) {
                         return Err(StoreError::Conflict(format!(
@@ -435,33 +417,19 @@ macro_rules! impl_sql_store {
         }
 
         /// Writes the queued rows, one multi-row INSERT per table (per `ROWS_PER_STATEMENT` rows).
-        async fn flush_rows(tx: &mut sqlx::Transaction<'static, $db>, pending: &mut PendingRows<'_>) -> StoreResult<()> {
+        async fn flush_rows(conn: &mut <$db as sqlx::Database>::Connection, pending: &mut PendingRows<'_>) -> StoreResult<()> {
             for part in pending.chunks.chunks(ROWS_PER_STATEMENT) {
-                <$store>::insert_chunk_rows(tx, part).await?;
+                <$store>::insert_chunk_rows(conn, part).await?;
             }
             for part in pending.gaps.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) ",
-                );
-                qb.push_values(part, |mut row, (id, at, lost)| {
-                    row.push_bind(*id).push_bind(*at as i64).push_bind(*lost as i64).push("'recorder_offline'");
-                });
-                qb.build().execute(&mut **tx).await?;
+                let mut qb = QueryBuilder::<$db>::new("");
+                push_gap_rows(&mut qb, part);
+                qb.build().execute(&mut *conn).await?;
             }
             for part in pending.resizes.chunks(ROWS_PER_STATEMENT) {
-                let mut qb = QueryBuilder::<$db>::new(
-                    "INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) ",
-                );
-                qb.push_values(part, |mut row, (id, at, t_ms, cols, rows)| {
-                    row.push_bind(*id)
-                        .push_bind(*at as i64)
-                        .push_bind(*t_ms as i64)
-                        .push_bind(i32::from(*cols))
-                        .push_bind(i32::from(*rows));
-                });
-                // A resent resize is the same row again.
-                qb.push(" ON CONFLICT DO NOTHING");
-                qb.build().execute(&mut **tx).await?;
+                let mut qb = QueryBuilder::<$db>::new("");
+                push_resize_rows(&mut qb, part);
+                qb.build().execute(&mut *conn).await?;
             }
             pending.chunks.clear();
             pending.gaps.clear();
@@ -469,9 +437,31 @@ macro_rules! impl_sql_store {
             Ok(())
         }
 
+        /// One INSERT of gap rows.
+        fn push_gap_rows(qb: &mut QueryBuilder<$db>, rows: &[(Uuid, u64, u64)]) {
+            qb.push("INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) ");
+            qb.push_values(rows, |mut row, (id, at, lost)| {
+                row.push_bind(*id).push_bind(*at as i64).push_bind(*lost as i64).push("'recorder_offline'");
+            });
+        }
+
+        /// One INSERT of resize rows.
+        fn push_resize_rows(qb: &mut QueryBuilder<$db>, rows: &[(Uuid, u64, u64, u16, u16)]) {
+            qb.push("INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) ");
+            qb.push_values(rows, |mut row, (id, at, t_ms, cols, rows)| {
+                row.push_bind(*id)
+                    .push_bind(*at as i64)
+                    .push_bind(*t_ms as i64)
+                    .push_bind(i32::from(*cols))
+                    .push_bind(i32::from(*rows));
+            });
+            // A resent resize is the same row again.
+            qb.push(" ON CONFLICT DO NOTHING");
+        }
+
         /// The ring buffer: past the fleet's limit the oldest chunks go, whole; the newest chunk always stays.
         async fn trim_ring_buffer(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            conn: &mut <$db as sqlx::Database>::Connection,
             session_id: Uuid,
             state: &mut AppendState,
         ) -> StoreResult<()> {
@@ -485,7 +475,7 @@ macro_rules! impl_sql_store {
                 )
                 .bind(session_id)
                 .bind(cut_below.unwrap_or(state.retained_from) as i64)
-                .fetch_all(&mut **tx)
+                .fetch_all(&mut *conn)
                 .await?;
                 if rows.is_empty() {
                     break;
@@ -513,27 +503,19 @@ macro_rules! impl_sql_store {
                 .bind(session_id)
                 .bind(state.retained_from as i64)
                 .bind(cut as i64)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?;
                 state.retained_from = cut;
             }
             Ok(())
         }
 
-        /// Writes every batched session's new lengths (and that it was heard from) in one UPDATE per
-        /// `ROWS_PER_STATEMENT` sessions. `VALUES` columns are `column1`.. in both dialects.
-        async fn store_append_states(
-            tx: &mut sqlx::Transaction<'static, $db>,
-            states: &HashMap<Uuid, AppendState>,
-            now: DateTime<Utc>,
-        ) -> StoreResult<()> {
+        /// Every batched session's new lengths, in id order (replicas updating the same sessions take their row
+        /// locks in the same order), for `write_append_states` (one UPDATE per `ROWS_PER_STATEMENT` sessions).
+        fn sorted_states(states: &HashMap<Uuid, AppendState>) -> Vec<(&Uuid, &AppendState)> {
             let mut all: Vec<(&Uuid, &AppendState)> = states.iter().collect();
-            // In id order: replicas updating the same sessions take their row locks in the same order.
             all.sort_unstable_by_key(|(id, _)| **id);
-            for part in all.chunks(ROWS_PER_STATEMENT) {
-                <$store>::write_append_states(tx, part, now).await?;
-            }
-            Ok(())
+            all
         }
 
         impl $store {
@@ -721,7 +703,7 @@ macro_rules! impl_sql_store {
                     .bind(new_id())
                     .bind(&name)
                     .bind(Ts(self.clock.now()))
-                    .fetch_one(self.write_pool())
+                    .fetch_one(&mut *self.write_conn().await?)
                     .await
                     .map_err(unique_as(|| format!("fleet {name:?}")))?;
                 fleet_from_row(&row)
@@ -749,7 +731,7 @@ macro_rules! impl_sql_store {
                 let done = sqlx::query("UPDATE fleets SET transcript_limit_bytes = $1 WHERE id = $2")
                     .bind(limit_bytes)
                     .bind(fleet_id)
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("fleet".into()));
@@ -774,7 +756,7 @@ macro_rules! impl_sql_store {
                     .bind(new.password_hash)
                     .bind(new.is_bot)
                     .bind(Ts(self.clock.now()))
-                    .fetch_one(self.write_pool())
+                    .fetch_one(&mut *self.write_conn().await?)
                     .await
                     .map_err(unique_as(|| format!("member {email:?}")))?;
                 member_from_row(&row)
@@ -806,7 +788,7 @@ macro_rules! impl_sql_store {
                     sqlx::query_scalar("SELECT role FROM fleet_members WHERE fleet_id = $1 AND member_id = $2")
                         .bind(fleet_id)
                         .bind(member_id)
-                        .fetch_optional(self.write_pool())
+                        .fetch_optional(&mut *self.write_conn().await?)
                         .await?;
                 if let Some(role) = existing {
                     return Err(StoreError::AlreadyExists(format!("membership (the member is already {role})")));
@@ -818,7 +800,7 @@ macro_rules! impl_sql_store {
                 .bind(member_id)
                 .bind(role.as_str())
                 .bind(Ts(self.clock.now()))
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(unique_as(|| "membership".to_string()))?;
                 Ok(())
@@ -851,7 +833,7 @@ macro_rules! impl_sql_store {
                 .bind(fleet_id)
                 .bind(&name)
                 .bind(Ts(self.clock.now()))
-                .fetch_one(self.write_pool())
+                .fetch_one(&mut *self.write_conn().await?)
                 .await
                 .map_err(unique_as(|| format!("machine {name:?} in this fleet")))?;
                 machine_from_row(&row)
@@ -876,7 +858,7 @@ macro_rules! impl_sql_store {
                     .bind(machine_id)
                     .bind(member_id)
                     .bind(Ts(self.clock.now()))
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await
                     .map_err(unique_as(|| "grant".to_string()))?;
                 Ok(())
@@ -892,7 +874,7 @@ macro_rules! impl_sql_store {
                 .bind(name)
                 .bind(token_hash)
                 .bind(Ts(self.clock.now()))
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await
                 .map_err(unique_as(|| "token".to_string()))?;
                 Ok(id)
@@ -918,7 +900,7 @@ macro_rules! impl_sql_store {
                 sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
                     .bind(Ts(self.clock.now()))
                     .bind(token_id)
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(Some(member_from_row(&row)?))
             }
@@ -931,7 +913,7 @@ macro_rules! impl_sql_store {
             ) -> StoreResult<()> {
                 let now = self.clock.now();
                 // Housekeeping on the way: expired login sessions are of no use to anyone.
-                sqlx::query("DELETE FROM login_sessions WHERE expires_at <= $1").bind(Ts(now)).execute(self.write_pool()).await?;
+                sqlx::query("DELETE FROM login_sessions WHERE expires_at <= $1").bind(Ts(now)).execute(&mut *self.write_conn().await?).await?;
                 sqlx::query(
                     "INSERT INTO login_sessions (id, member_id, token_hash, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -941,7 +923,7 @@ macro_rules! impl_sql_store {
                 .bind(token_hash)
                 .bind(Ts(now))
                 .bind(Ts(expires_at))
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(())
             }
@@ -968,7 +950,7 @@ macro_rules! impl_sql_store {
             async fn delete_login_session(&self, token_hash: &[u8]) -> StoreResult<()> {
                 sqlx::query("DELETE FROM login_sessions WHERE token_hash = $1")
                     .bind(token_hash)
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -980,7 +962,7 @@ macro_rules! impl_sql_store {
                 let fleet_of_machine: Option<Uuid> =
                     sqlx::query_scalar("SELECT fleet_id FROM machines WHERE id = $1")
                         .bind(new.machine_id)
-                        .fetch_optional(self.write_pool())
+                        .fetch_optional(&mut *self.write_conn().await?)
                         .await?;
                 match fleet_of_machine {
                     None => return Err(StoreError::NotFound("machine".into())),
@@ -1005,7 +987,7 @@ macro_rules! impl_sql_store {
                 .bind(i32::from(new.rows))
                 .bind(new.chat_thread_id)
                 .bind(Ts(self.clock.now()))
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 Ok(id)
             }
@@ -1014,10 +996,7 @@ macro_rules! impl_sql_store {
                 &self,
                 batch: &[(Uuid, Vec<TranscriptWrite>)],
             ) -> StoreResult<Vec<AppendOutcome>> {
-                let mut tx = self.begin_write().await?;
-                let outcomes = append_batch_in_tx(&mut tx, batch, self.clock.now()).await?;
-                tx.commit().await?;
-                Ok(outcomes)
+                self.group_commit(batch).await
             }
 
             async fn end_session(&self, session_id: Uuid, end: SessionEnd) -> StoreResult<()> {
@@ -1031,12 +1010,12 @@ macro_rules! impl_sql_store {
                 .bind(end.exit_signal)
                 .bind(end.reason.as_str())
                 .bind(session_id)
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 if done.rows_affected() == 0 {
                     let exists: Option<String> = sqlx::query_scalar("SELECT state FROM sessions WHERE id = $1")
                         .bind(session_id)
-                        .fetch_optional(self.write_pool())
+                        .fetch_optional(&mut *self.write_conn().await?)
                         .await?;
                     return match exists {
                         None => Err(StoreError::NotFound("session".into())),
@@ -1047,7 +1026,7 @@ macro_rules! impl_sql_store {
                 sqlx::query("UPDATE session_clients SET detached_at = $1 WHERE session_id = $2 AND detached_at IS NULL")
                     .bind(Ts(ended_at))
                     .bind(session_id)
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 Ok(())
             }
@@ -1065,7 +1044,7 @@ macro_rules! impl_sql_store {
                 .bind(client.member_id)
                 .bind(Ts(self.clock.now()))
                 .bind(session_id)
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound("session".into()));
@@ -1082,7 +1061,7 @@ macro_rules! impl_sql_store {
                 if let Some(member) = by {
                     qb.push(" AND member_id = ").push_bind(member);
                 }
-                if qb.build().execute(self.write_pool()).await?.rows_affected() == 0 {
+                if qb.build().execute(&mut *self.write_conn().await?).await?.rows_affected() == 0 {
                     return Err(StoreError::NotFound("attached client".into()));
                 }
                 Ok(())
@@ -1095,7 +1074,7 @@ macro_rules! impl_sql_store {
                 )
                 .bind(Ts(self.clock.now()))
                 .bind(session_id)
-                .execute(self.write_pool())
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::Conflict("only a session whose recorder was lost can be reopened".into()));
@@ -1113,13 +1092,14 @@ macro_rules! impl_sql_store {
                         ids.push_bind(*id);
                     }
                     qb.push(")");
-                    qb.build().execute(self.write_pool()).await?;
+                    qb.build().execute(&mut *self.write_conn().await?).await?;
                 }
                 Ok(())
             }
 
             async fn end_lost_sessions(&self, silent_since: DateTime<Utc>) -> StoreResult<Vec<Uuid>> {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.write_conn().await?;
+                let mut tx = <$store>::begin_write(&mut conn).await?;
                 let lost: Vec<Uuid> = sqlx::query_scalar(
                     "UPDATE sessions SET state = 'ended', ended_at = last_seen_at, end_reason = 'recorder_lost', \
                      exit_code = NULL WHERE state = 'active' AND last_seen_at < $1 RETURNING id",
@@ -1217,7 +1197,7 @@ macro_rules! impl_sql_store {
                     sqlx::query_scalar("SELECT role FROM fleet_members WHERE fleet_id = $1 AND member_id = $2")
                         .bind(fleet_id)
                         .bind(member_id)
-                        .fetch_optional(self.write_pool())
+                        .fetch_optional(&mut *self.write_conn().await?)
                         .await?;
                 if is_member.is_none() {
                     return Err(StoreError::NotFound("fleet".into()));
@@ -1229,7 +1209,7 @@ macro_rules! impl_sql_store {
                     .bind(title)
                     .bind(member_id)
                     .bind(Ts(self.clock.now()))
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 self.chat_thread(&Viewer::Member(member_id), id).await
             }
@@ -1251,7 +1231,7 @@ macro_rules! impl_sql_store {
                     .bind(member_id)
                     .bind(body)
                     .bind(Ts(now))
-                    .execute(self.write_pool())
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                 let author = self.member_by_id(member_id).await?;
                 Ok(ChatMessage { id, author: author.email, author_name: author.display_name, body: body.to_string(), created_at: now })

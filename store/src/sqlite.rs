@@ -4,21 +4,45 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use crate::Clock;
+
+/// The store's one write connection (see `SqliteStore::writer`).
+pub(crate) type WriteConnection = Arc<tokio::sync::Mutex<Writer>>;
+
+pub(crate) struct Writer {
+    conn: SqliteConnection,
+    /// A group commit opens its transaction with a plain `BEGIN` (see `SqliteStore::group_commit`): set while
+    /// one may be open, so that if its task was dropped halfway the next user of the connection rolls it back.
+    open_transaction: bool,
+}
+
+impl Writer {
+    /// The connection, with no group commit's transaction left open on it.
+    pub(crate) async fn conn(&mut self) -> sqlx::Result<&mut SqliteConnection> {
+        if self.open_transaction {
+            // "no transaction is active" is fine: the transaction may have ended (or never begun).
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            self.open_transaction = false;
+        }
+        Ok(&mut self.conn)
+    }
+}
 
 pub struct SqliteStore {
     pool: SqlitePool,
     clock: Arc<dyn Clock>,
     replica_id: uuid::Uuid,
     checkpointer: tokio::task::JoinHandle<()>,
-    /// The one connection every write of this process goes through. SQLite lets one connection write at a time,
-    /// and one that finds the lock taken waits in SQLite's busy handler, which sleeps 1, 2, 5, 10 ... ms between
-    /// tries: writes from several pooled connections took turns that way. Waiting for this connection is first
-    /// come, first served, and reads never wait for it.
-    writer: SqlitePool,
+    /// The one connection every write of this process goes through, held by the store rather than pooled.
+    /// SQLite lets one connection write at a time, and one that finds the lock taken waits in SQLite's busy
+    /// handler, which sleeps 1, 2, 5, 10 ... ms between tries: writes from several pooled connections took turns
+    /// that way. Waiting for this lock is first come, first served, and reads never wait for it. Not a pool of
+    /// one: a pool tests a connection each time it is handed back (a round trip to the connection's thread), and
+    /// the group commit paid that on every batch.
+    writer: WriteConnection,
 }
 
 impl Drop for SqliteStore {
@@ -50,7 +74,8 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", crate::wal_checkpointer::WRITER_CHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = Writer { conn: options.connect().await?, open_transaction: false };
+        let writer = Arc::new(tokio::sync::Mutex::new(writer));
         let checkpointer = crate::wal_checkpointer::spawn(&options, writer.clone()).await?;
         Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), checkpointer, writer })
     }
@@ -67,65 +92,160 @@ impl SqliteStore {
     }
 
     /// Where the store's writes go (see `writer`).
-    fn write_pool(&self) -> &SqlitePool {
-        &self.writer
+    async fn write_conn(&self) -> crate::StoreResult<tokio::sync::MappedMutexGuard<'_, SqliteConnection>> {
+        let mut writer = self.writer.lock().await;
+        writer.conn().await?;
+        Ok(tokio::sync::MutexGuard::map(writer, |w| &mut w.conn))
     }
 
     /// Write transactions take the write lock up front: a deferred transaction that reads first and then writes
     /// can fail with SQLITE_BUSY when another writer got there in between, and busy_timeout does not help then.
-    async fn begin_write(&self) -> crate::StoreResult<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_write(conn: &mut SqliteConnection) -> crate::StoreResult<Transaction<'_, Sqlite>> {
+        Ok(conn.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    // The group commit's statements (see `sql::append_batch_in_tx`): multi-row, their text varies with the row
-    // count, which SQLite prepares cheaply. (The write lock is already held: no row locks.)
+    /// A group commit (see `Store::append_batch`) in two round trips to the connection's thread unless a write
+    /// is a resend or a session's ring buffer is full: `BEGIN` with the read of where the sessions stand, then
+    /// every insert, the update of the sessions and `COMMIT` as one query of several statements. sqlx's
+    /// transactions take a round trip of their own for `BEGIN` and for `COMMIT`, and each round trip is two thread
+    /// wake-ups: 150-250 µs on a busy two-core machine, more than the SQLite work of a batch.
+    async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
+        let now = self.clock.now();
+        let mut writer = self.writer.lock().await;
+        writer.conn().await?;
+        writer.open_transaction = true;
+        let result = Self::group_commit_on(&mut writer.conn, batch, now).await;
+        if result.is_ok() {
+            // It ended with COMMIT.
+            writer.open_transaction = false;
+        } else {
+            writer.conn().await?;
+        }
+        result
+    }
 
-    async fn load_append_rows(
-        tx: &mut Transaction<'static, Sqlite>,
+    async fn group_commit_on(
+        conn: &mut SqliteConnection,
+        batch: &[(Uuid, Vec<TranscriptWrite>)],
+        now: DateTime<Utc>,
+    ) -> crate::StoreResult<Vec<AppendOutcome>> {
+        let ids = batch_ids(batch);
+        let mut states = HashMap::with_capacity(ids.len());
+        // Write transactions take the write lock up front (see `begin_write`).
+        let mut begin = "BEGIN IMMEDIATE; ";
+        for part in ids.chunks(ROWS_PER_STATEMENT) {
+            states.extend(Self::read_append_states(conn, begin, part).await?);
+            begin = "";
+        }
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (outcomes, pending) = apply_batch(conn, batch, &mut states).await?;
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        for part in pending.chunks.chunks(ROWS_PER_STATEMENT) {
+            push_chunk_rows(&mut qb, part);
+            qb.push("; ");
+        }
+        for part in pending.gaps.chunks(ROWS_PER_STATEMENT) {
+            push_gap_rows(&mut qb, part);
+            qb.push("; ");
+        }
+        for part in pending.resizes.chunks(ROWS_PER_STATEMENT) {
+            push_resize_rows(&mut qb, part);
+            qb.push("; ");
+        }
+        for part in sorted_states(&states).chunks(ROWS_PER_STATEMENT) {
+            push_append_states(&mut qb, part, now);
+            qb.push("; ");
+        }
+        qb.push("COMMIT");
+        // Its text varies with the row counts: not worth a place in the connection's statement cache.
+        qb.build().persistent(false).execute(&mut *conn).await?;
+        Ok(outcomes)
+    }
+
+    // The group commit's statements: multi-row, their text varies with the row count, which SQLite prepares
+    // cheaply. (The write lock is already held: no row locks.)
+
+    /// `begin` and where these sessions stand, as one row of text (`id,total,retained,truncated,lost,
+    /// retained_from,limit` per session, `;` between them). sqlx hands a query's rows over from its connection
+    /// thread one at a time, and the writer task woke for each: with a row per session, those hand-overs cost
+    /// more than the SQLite work of the whole group commit.
+    async fn read_append_states(
+        conn: &mut SqliteConnection,
+        begin: &str,
         ids: &[Uuid],
-    ) -> crate::StoreResult<Vec<SqliteRow>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(APPEND_STATE_SELECT);
-        qb.push(" WHERE s.id IN (");
+    ) -> crate::StoreResult<Vec<(Uuid, AppendState)>> {
+        let mut qb = QueryBuilder::<Sqlite>::new(begin.to_string());
+        qb.push(
+            "SELECT group_concat(hex(s.id) || ',' || s.total_bytes || ',' || s.retained_bytes || ',' || \
+             s.truncated_bytes || ',' || s.lost_bytes || ',' || s.retained_from || ',' || f.transcript_limit_bytes, \
+             ';') FROM sessions s JOIN fleets f ON f.id = s.fleet_id WHERE s.id IN (",
+        );
         let mut list = qb.separated(", ");
         for id in ids {
             list.push_bind(*id);
         }
-        qb.push(") ORDER BY s.id");
-        Ok(qb.build().fetch_all(&mut **tx).await?)
+        qb.push(")");
+        let text: Option<String> = qb.build_query_scalar().persistent(false).fetch_one(&mut *conn).await?;
+        let Some(text) = text else { return Ok(Vec::new()) };
+        text.split(';').map(parse_append_state).collect()
     }
 
-    async fn insert_chunk_rows(tx: &mut Transaction<'static, Sqlite>, rows: &[ChunkRow<'_>]) -> crate::StoreResult<()> {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) ");
-        qb.push_values(rows, |mut row, (id, offset, t_ms, bytes)| {
-            row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
-        });
-        qb.build().execute(&mut **tx).await?;
+    async fn insert_chunk_rows(conn: &mut SqliteConnection, rows: &[ChunkRow<'_>]) -> crate::StoreResult<()> {
+        let mut qb = QueryBuilder::<Sqlite>::new("");
+        push_chunk_rows(&mut qb, rows);
+        qb.build().persistent(false).execute(&mut *conn).await?;
         Ok(())
     }
+}
 
-    async fn write_append_states(
-        tx: &mut Transaction<'static, Sqlite>,
-        states: &[(&Uuid, &AppendState)],
-        now: DateTime<Utc>,
-    ) -> crate::StoreResult<()> {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "UPDATE sessions SET total_bytes = v.column2, retained_bytes = v.column3, truncated_bytes = v.column4, \
-             lost_bytes = v.column5, retained_from = v.column6, last_seen_at = ",
-        );
-        qb.push_bind(Ts(now)).push(" FROM (");
-        qb.push_values(states, |mut row, (id, s)| {
-            row.push_bind(**id)
-                .push_bind(s.total as i64)
-                .push_bind(s.retained as i64)
-                .push_bind(s.truncated as i64)
-                .push_bind(s.lost as i64)
-                .push_bind(s.retained_from as i64);
-        });
-        qb.push(") AS v WHERE sessions.id = v.column1");
-        qb.build().execute(&mut **tx).await?;
-        Ok(())
-    }
+/// One INSERT of transcript chunks.
+fn push_chunk_rows(qb: &mut QueryBuilder<Sqlite>, rows: &[ChunkRow<'_>]) {
+    qb.push("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) ");
+    qb.push_values(rows, |mut row, (id, offset, t_ms, bytes)| {
+        row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
+    });
+}
+
+/// One UPDATE of the sessions' lengths, and that their recorders were heard from `now`. `VALUES` columns are
+/// `column1`...
+fn push_append_states(qb: &mut QueryBuilder<Sqlite>, states: &[(&Uuid, &AppendState)], now: DateTime<Utc>) {
+    qb.push(
+        "UPDATE sessions SET total_bytes = v.column2, retained_bytes = v.column3, truncated_bytes = v.column4, \
+         lost_bytes = v.column5, retained_from = v.column6, last_seen_at = ",
+    );
+    qb.push_bind(Ts(now)).push(" FROM (");
+    qb.push_values(states, |mut row, (id, s)| {
+        row.push_bind(**id)
+            .push_bind(s.total as i64)
+            .push_bind(s.retained as i64)
+            .push_bind(s.truncated as i64)
+            .push_bind(s.lost as i64)
+            .push_bind(s.retained_from as i64);
+    });
+    qb.push(") AS v WHERE sessions.id = v.column1");
+}
+
+/// One session of `read_append_states`' text.
+fn parse_append_state(text: &str) -> crate::StoreResult<(Uuid, AppendState)> {
+    let bad = || crate::StoreError::Conflict(format!("unreadable transcript state {text:?}"));
+    let mut fields = text.split(',');
+    let id = fields.next().and_then(|f| Uuid::try_parse(f).ok()).ok_or_else(bad)?;
+    let mut number = || fields.next().and_then(|f| f.parse::<u64>().ok()).ok_or_else(bad);
+    let total = number()?;
+    Ok((
+        id,
+        AppendState {
+            total,
+            loaded_total: total,
+            retained: number()?,
+            truncated: number()?,
+            lost: number()?,
+            retained_from: number()?,
+            limit: number()?,
+        },
+    ))
 }
 
 // The store itself; it also brings the names the functions above use (DateTime, Uuid, QueryBuilder, Ts,

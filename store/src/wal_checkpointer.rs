@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
 /// Backstop: log pages after which the committing connection checkpoints by itself (128 MiB of 4 KiB pages).
@@ -24,7 +24,7 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// Runs until the returned handle is aborted (the store is dropped).
 pub(crate) async fn spawn(
     options: &SqliteConnectOptions,
-    writer: SqlitePool,
+    writer: crate::sqlite::WriteConnection,
 ) -> crate::StoreResult<tokio::task::JoinHandle<()>> {
     let mut conn = options.clone().connect().await?;
     Ok(tokio::spawn(async move {
@@ -42,13 +42,14 @@ pub(crate) async fn spawn(
     }))
 }
 
-async fn pass(conn: &mut SqliteConnection, writer: &SqlitePool) -> sqlx::Result<()> {
+async fn pass(conn: &mut SqliteConnection, writer: &crate::sqlite::WriteConnection) -> sqlx::Result<()> {
     // PASSIVE: copies what no reader still needs; never waits for or blocks the writer.
     let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut *conn).await?;
     let log_pages: i64 = row.try_get(1)?;
     if log_pages >= RESTART_PAGES {
         // On the writer's connection no write can come in between: the rest is copied and the log restarts.
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(writer).await?;
+        let mut writer = writer.lock().await;
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(writer.conn().await?).await?;
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use cmdop_protocol::live::{CLOSE_POLICY_VIOLATION, LiveEvent, ViewerFrame, encod
 use cmdop_protocol::{ClientKind, GapReason, SessionState};
 use cmdop_store::{NewClient, StoreError, TranscriptPiece, Viewer};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -241,19 +241,26 @@ async fn run(
         }
         // The viewer's own frames first: a `resume` already received must move the cursor before more output is
         // pushed from the old one (a busy server could otherwise pick the output first, and the viewer would see
-        // bytes from before its resume point after asking for it).
+        // bytes from after its resume point before those it asked for). So every frame already received is
+        // taken before the next catch-up: a `ping` followed by a `resume` is answered, then resumed.
         tokio::select! {
             biased;
-            msg = stream.next() => match viewer_frame(msg) {
-                Ok(None) => {}
-                Ok(Some(ViewerFrame::Ping)) => {
-                    if let Err(c) = conn.event(&LiveEvent::Pong).await {
-                        return c;
+            msg = stream.next() => {
+                let mut msg = Some(msg);
+                while let Some(m) = msg {
+                    match viewer_frame(m) {
+                        Ok(None) => {}
+                        Ok(Some(ViewerFrame::Ping)) => {
+                            if let Err(c) = conn.event(&LiveEvent::Pong).await {
+                                return c;
+                            }
+                        }
+                        Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor::at(from),
+                        Err(c) => return c,
                     }
+                    msg = stream.next().now_or_never();
                 }
-                Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor::at(from),
-                Err(c) => return c,
-            },
+            }
             changed = changes.changed() => {
                 if changed.is_err() {
                     return Close::Error("the server is shutting down".into());

@@ -69,7 +69,24 @@ impl Writer {
         let shards = (0..writer_tasks(store.backend()))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(MAX_BATCH_REQUESTS);
-                tokio::spawn(run(store.clone(), hub.clone(), rx));
+                if store.backend() == Backend::Sqlite {
+                    // A thread of its own: a group commit is a few hand-overs to and from the SQLite connection's
+                    // thread, and on the shared runtime each wake-up queued behind the tasks of a thousand
+                    // sockets. (PostgreSQL's connections belong to the shared runtime's I/O driver.)
+                    let (store, hub) = (store.clone(), hub.clone());
+                    std::thread::Builder::new()
+                        .name("transcript-writer".into())
+                        .spawn(move || {
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .expect("writer runtime");
+                            rt.block_on(run(store, hub, rx));
+                        })
+                        .expect("writer thread");
+                } else {
+                    tokio::spawn(run(store.clone(), hub.clone(), rx));
+                }
                 tx
             })
             .collect();

@@ -14,8 +14,9 @@ pub(crate) type WriteConnection = Arc<tokio::sync::Mutex<Writer>>;
 
 pub(crate) struct Writer {
     conn: SqliteConnection,
-    /// A group commit opens its transaction with a plain `BEGIN` (see `SqliteStore::group_commit`): set while
-    /// one may be open, so that if its task was dropped halfway the next user of the connection rolls it back.
+    /// A group commit opens its transaction with `BEGIN IMMEDIATE` as SQL, not through sqlx's transaction object
+    /// (see `SqliteStore::group_commit`): set while one may be open, so that if its task was dropped halfway the
+    /// next user of the connection rolls it back.
     open_transaction: bool,
 }
 
@@ -23,8 +24,13 @@ impl Writer {
     /// The connection, with no group commit's transaction left open on it.
     pub(crate) async fn conn(&mut self) -> sqlx::Result<&mut SqliteConnection> {
         if self.open_transaction {
-            // "no transaction is active" is fine: the transaction may have ended (or never begun).
-            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            match sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                Ok(_) => {}
+                // The transaction had ended (committed) or never begun.
+                Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {}
+                // Still open, maybe: no write may run inside it. The next user tries again.
+                Err(e) => return Err(e),
+            }
             self.open_transaction = false;
         }
         Ok(&mut self.conn)
@@ -104,22 +110,26 @@ impl SqliteStore {
         Ok(conn.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// A group commit (see `Store::append_batch`) in two round trips to the connection's thread unless a write
-    /// is a resend or a session's ring buffer is full: `BEGIN` with the read of where the sessions stand, then
+    /// A group commit (see `Store::append_batch`) in two round trips to the connection's thread (one more per
+    /// thousand sessions past the first thousand) unless a write is a resend or a session's ring buffer is full: `BEGIN` with the read of where the sessions stand, then
     /// every insert, the update of the sessions and `COMMIT` as one query of several statements. sqlx's
     /// transactions take a round trip of their own for `BEGIN` and for `COMMIT`, and each round trip is two thread
     /// wake-ups: 150-250 µs on a busy two-core machine, more than the SQLite work of a batch.
     async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
-        let now = self.clock.now();
         let mut writer = self.writer.lock().await;
         writer.conn().await?;
+        // After waiting for the connection: a commit that waited must not mark its sessions as heard from earlier
+        // than a write that went before it.
+        let now = self.clock.now();
         writer.open_transaction = true;
         let result = Self::group_commit_on(&mut writer.conn, batch, now).await;
         if result.is_ok() {
             // It ended with COMMIT.
             writer.open_transaction = false;
         } else {
-            writer.conn().await?;
+            // Rolls back; if that fails too, the commit's own error is the one to report, and the next user of the
+            // connection tries the rollback again.
+            let _ = writer.conn().await;
         }
         result
     }

@@ -64,7 +64,8 @@ fn writer_tasks(backend: Backend) -> usize {
 }
 
 impl Writer {
-    /// Starts the writer tasks on the current tokio runtime.
+    /// Starts the writer tasks: on SQLite on a thread of its own, on PostgreSQL on the current tokio runtime. Each
+    /// ends when every handle to it is dropped.
     pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
         let shards = (0..writer_tasks(store.backend()))
             .map(|_| {

@@ -76,8 +76,8 @@ impl PostgresStore {
     /// A group commit (see `Store::append_batch`): read where the sessions stand, check the writes, insert the
     /// rows, update the sessions, commit.
     async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = Self::begin_write(&mut conn).await?;
         let now = self.clock.now();
         let mut states = HashMap::new();
         for part in batch_ids(batch).chunks(ROWS_PER_STATEMENT) {

@@ -111,8 +111,9 @@ impl SqliteStore {
     }
 
     /// A group commit (see `Store::append_batch`) in two round trips to the connection's thread (one more per
-    /// thousand sessions past the first thousand) unless a write is a resend or a session's ring buffer is full: `BEGIN` with the read of where the sessions stand, then
-    /// every insert, the update of the sessions and `COMMIT` as one query of several statements. sqlx's
+    /// thousand sessions past the first thousand) unless a write is a resend or a session's ring buffer is full:
+    /// `BEGIN` with the read of where the sessions stand, then every insert, the update of the sessions and
+    /// `COMMIT` as one query of several statements. sqlx's
     /// transactions take a round trip of their own for `BEGIN` and for `COMMIT`, and each round trip is two thread
     /// wake-ups: 150-250 µs on a busy two-core machine, more than the SQLite work of a batch.
     async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
@@ -140,6 +141,9 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> crate::StoreResult<Vec<AppendOutcome>> {
         let ids = batch_ids(batch);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut states = HashMap::with_capacity(ids.len());
         // Write transactions take the write lock up front (see `begin_write`).
         let mut begin = "BEGIN IMMEDIATE; ";
@@ -147,27 +151,12 @@ impl SqliteStore {
             states.extend(Self::read_append_states(conn, begin, part).await?);
             begin = "";
         }
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
         let (outcomes, pending) = apply_batch(conn, batch, &mut states).await?;
         let mut qb = QueryBuilder::<Sqlite>::new("");
-        for part in pending.chunks.chunks(ROWS_PER_STATEMENT) {
-            push_chunk_rows(&mut qb, part);
-            qb.push("; ");
-        }
-        for part in pending.gaps.chunks(ROWS_PER_STATEMENT) {
-            push_gap_rows(&mut qb, part);
-            qb.push("; ");
-        }
-        for part in pending.resizes.chunks(ROWS_PER_STATEMENT) {
-            push_resize_rows(&mut qb, part);
-            qb.push("; ");
-        }
-        for part in sorted_states(&states).chunks(ROWS_PER_STATEMENT) {
-            push_append_states(&mut qb, part, now);
-            qb.push("; ");
-        }
+        push_statements(&mut qb, &pending.chunks, push_chunk_rows);
+        push_statements(&mut qb, &pending.gaps, push_gap_rows);
+        push_statements(&mut qb, &pending.resizes, push_resize_rows);
+        push_statements(&mut qb, &sorted_states(&states), |qb, part| push_append_states(qb, part, now));
         qb.push("COMMIT");
         // Its text varies with the row counts: not worth a place in the connection's statement cache.
         qb.build().persistent(false).execute(&mut *conn).await?;
@@ -207,6 +196,18 @@ impl SqliteStore {
         push_chunk_rows(&mut qb, rows);
         qb.build().persistent(false).execute(&mut *conn).await?;
         Ok(())
+    }
+}
+
+/// One statement per `ROWS_PER_STATEMENT` rows, each followed by `;`.
+fn push_statements<T>(
+    qb: &mut QueryBuilder<Sqlite>,
+    rows: &[T],
+    mut push: impl FnMut(&mut QueryBuilder<Sqlite>, &[T]),
+) {
+    for part in rows.chunks(ROWS_PER_STATEMENT) {
+        push(qb, part);
+        qb.push("; ");
     }
 }
 

@@ -83,8 +83,7 @@ struct Conn {
 
 impl Conn {
     async fn event(&mut self, e: &LiveEvent) -> Result<(), Close> {
-        let text = serde_json::to_string(e).expect("live events serialize");
-        self.sink.send(Message::Text(text.into())).await.map_err(|_| Close::Gone)
+        self.text(&serde_json::to_string(e).expect("live events serialize")).await
     }
 
     /// An event already serialized (shared by the session's viewers).
@@ -206,19 +205,11 @@ async fn run(
                     return c;
                 }
             } else {
-                let session = match state.store.session(&who.viewer, id).await {
+                let session = match send_own_clients(state, who, id, &feed, seen.clients_version, conn).await {
                     Ok(s) => s,
-                    Err(e) => return store_close(e),
+                    Err(c) => return c,
                 };
                 checked = Instant::now();
-                let current = session.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect();
-                let text: Arc<str> = serde_json::to_string(&LiveEvent::Clients { clients: current })
-                    .expect("live events serialize")
-                    .into();
-                feed.keep_clients_event(seen.clients_version, text.clone());
-                if let Err(c) = conn.text(&text).await {
-                    return c;
-                }
                 if session.state == SessionState::Ended {
                     if !ended {
                         // Ended elsewhere (e.g. the recorder-lost sweep): one more pass from the store, then the exit.
@@ -248,15 +239,8 @@ async fn run(
             msg = stream.next() => {
                 let mut msg = Some(msg);
                 while let Some(m) = msg {
-                    match viewer_frame(m) {
-                        Ok(None) => {}
-                        Ok(Some(ViewerFrame::Ping)) => {
-                            if let Err(c) = conn.event(&LiveEvent::Pong).await {
-                                return c;
-                            }
-                        }
-                        Ok(Some(ViewerFrame::Resume { from })) => cursor = Cursor::at(from),
-                        Err(c) => return c,
+                    if let Err(c) = take_frame(m, conn, &mut cursor).await {
+                        return c;
                     }
                     msg = stream.next().now_or_never();
                 }
@@ -268,6 +252,39 @@ async fn run(
             }
         }
     }
+}
+
+/// Reads the session (clients included) through the viewer's own visibility rule, sends its attached clients, and
+/// keeps that event for the session's other viewers (see `Feed::clients_event`).
+async fn send_own_clients(
+    state: &AppState,
+    who: &ViewerIdentity,
+    id: Uuid,
+    feed: &Feed,
+    clients_version: u64,
+    conn: &mut Conn,
+) -> Result<cmdop_protocol::Session, Close> {
+    let session = state.store.session(&who.viewer, id).await.map_err(store_close)?;
+    let current = session.clients.iter().filter(|c| c.detached_at.is_none()).cloned().collect();
+    let text: Arc<str> =
+        serde_json::to_string(&LiveEvent::Clients { clients: current }).expect("live events serialize").into();
+    feed.keep_clients_event(clients_version, text.clone());
+    conn.text(&text).await?;
+    Ok(session)
+}
+
+/// Acts on one frame from the viewer: answers a ping, moves the cursor on a resume.
+async fn take_frame(
+    msg: Option<Result<Message, axum::Error>>,
+    conn: &mut Conn,
+    cursor: &mut Cursor,
+) -> Result<(), Close> {
+    match viewer_frame(msg)? {
+        None => {}
+        Some(ViewerFrame::Ping) => conn.event(&LiveEvent::Pong).await?,
+        Some(ViewerFrame::Resume { from }) => *cursor = Cursor::at(from),
+    }
+    Ok(())
 }
 
 /// Checks what a viewer sent: only the protocol's own frames pass.

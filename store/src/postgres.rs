@@ -11,6 +11,9 @@ use crate::notify::{LIVE_CHANNEL, LiveNotice};
 
 use crate::Clock;
 
+/// What `cmdop_conflict_unless` raises: serialization_failure.
+const CONFLICT_SQLSTATE: &str = "40001";
+
 pub struct PostgresStore {
     pool: PgPool,
     clock: Arc<dyn Clock>,
@@ -19,23 +22,35 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> crate::StoreResult<Self> {
-        let pool =
-            PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a connection when it is handed back, and by default again when it is handed out: a round
+            // trip on every group commit's path. A connection handed back alive and idle since for less than a few
+            // seconds is taken as it is; one that died meanwhile fails its statement, and is dropped.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= Duration::from_secs(5) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect(url)
+            .await?;
         // Replicas starting together serialize on sqlx's migration advisory lock.
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7() })
     }
 
+    /// One statement, whose commit does not wait for the WAL to be flushed (`cmdop_notify`, migration 0005).
     async fn publish_live_notices(&self, notices: &[LiveNotice]) -> crate::StoreResult<()> {
         if notices.is_empty() {
             return Ok(());
         }
         let payloads: Vec<String> = notices.iter().map(LiveNotice::encode).collect();
-        sqlx::query("SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p")
-            .bind(LIVE_CHANNEL)
-            .bind(payloads)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("SELECT cmdop_notify($1, $2)").bind(LIVE_CHANNEL).bind(payloads).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -73,21 +88,30 @@ impl PostgresStore {
         Ok(conn.begin().await?)
     }
 
-    /// A group commit (see `Store::append_batch`): read where the sessions stand, check the writes, insert the
-    /// rows, update the sessions, commit.
+    /// A group commit (see `Store::append_batch`): read where the sessions stand, check the writes, then write the
+    /// rows and the sessions' new lengths. Plain appends (the steady state of every live session) go in one
+    /// statement, atomic by itself: two round trips in all. A batch that must read the transcript tables (a resend
+    /// to compare with stored bytes, a ring buffer to trim) runs in a transaction instead. Each round trip is a
+    /// wake-up of a PostgreSQL backend and of this process; with `BEGIN`, three statements and `COMMIT` apart, a
+    /// thousand sessions at 1 KB/s kept PostgreSQL's backends busy on a core of their own.
     async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
+        let ids = batch_ids(batch);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.write_conn().await?;
-        let mut tx = Self::begin_write(&mut conn).await?;
         let now = self.clock.now();
-        let mut states = HashMap::new();
-        for part in batch_ids(batch).chunks(ROWS_PER_STATEMENT) {
-            states.extend(Self::read_append_states(&mut tx, part).await?);
+        let states = Self::read_append_states(&mut conn, &ids).await?;
+        let mut planned = states.clone();
+        if let Some((outcomes, pending)) = apply_batch(None, batch, &mut planned).await? {
+            Self::write_appends(&mut conn, &pending, &planned, now).await?;
+            return Ok(outcomes);
         }
-        let (outcomes, mut pending) = apply_batch(&mut tx, batch, &mut states).await?;
-        flush_rows(&mut tx, &mut pending).await?;
-        for part in sorted_states(&states).chunks(ROWS_PER_STATEMENT) {
-            Self::write_append_states(&mut tx, part, now).await?;
-        }
+        let mut states = states;
+        let mut tx = Self::begin_write(&mut conn).await?;
+        let (outcomes, pending) =
+            apply_batch(Some(&mut *tx), batch, &mut states).await?.expect("with a connection every batch applies");
+        Self::write_appends(&mut tx, &pending, &states, now).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -103,7 +127,7 @@ impl PostgresStore {
     async fn read_append_states(
         conn: &mut sqlx::PgConnection,
         ids: &[Uuid],
-    ) -> crate::StoreResult<Vec<(Uuid, AppendState)>> {
+    ) -> crate::StoreResult<HashMap<Uuid, AppendState>> {
         let mut qb = QueryBuilder::<Postgres>::new(APPEND_STATE_SELECT);
         qb.push(" WHERE s.id = ANY(").push_bind(ids.to_vec()).push(")");
         let rows = qb.build().fetch_all(&mut *conn).await?;
@@ -144,35 +168,74 @@ impl PostgresStore {
         Ok(())
     }
 
-    async fn write_append_states(
+    /// The rows `pending` still holds and every batched session's new lengths, as one statement: it inserts into
+    /// the three transcript tables and updates the sessions (in id order: replicas writing the same sessions take
+    /// their row locks in the same order). The update only applies where a session's length is still what was
+    /// read; if another server wrote to one meanwhile, `cmdop_conflict_unless` (migration 0005) fails the whole
+    /// statement, and the writer retries each session on its own. (`s.id = ANY`: joined with the unnested rows
+    /// alone, the generic plan of this prepared statement scanned the whole sessions table on every commit.)
+    async fn write_appends(
         conn: &mut sqlx::PgConnection,
-        states: &[(&Uuid, &AppendState)],
+        pending: &PendingRows<'_>,
+        states: &HashMap<Uuid, AppendState>,
         now: DateTime<Utc>,
     ) -> crate::StoreResult<()> {
+        let states = sorted_states(states);
         let column = |f: fn(&AppendState) -> u64| states.iter().map(|(_, s)| f(s) as i64).collect::<Vec<i64>>();
         let ids: Vec<Uuid> = states.iter().map(|(id, _)| **id).collect();
-        let done = sqlx::query(
-            "UPDATE sessions AS s SET total_bytes = v.total, retained_bytes = v.retained, \
-             truncated_bytes = v.truncated, lost_bytes = v.lost, retained_from = v.retained_from, last_seen_at = $7 \
-             FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $8::int8[]) \
-             AS v(id, total, retained, truncated, lost, retained_from, loaded_total) \
-             WHERE s.id = v.id AND s.total_bytes = v.loaded_total",
+        let chunks = &pending.chunks;
+        let (gaps, resizes) = (&pending.gaps, &pending.resizes);
+        sqlx::query(
+            "WITH chunks AS (\
+               INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) \
+               SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::bytea[])), \
+             gaps AS (\
+               INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) \
+               SELECT g.id, g.at, g.lost, 'recorder_offline' FROM UNNEST($5::uuid[], $6::int8[], $7::int8[]) \
+               AS g(id, at, lost)), \
+             resizes AS (\
+               INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) \
+               SELECT * FROM UNNEST($8::uuid[], $9::int8[], $10::int8[], $11::int4[], $12::int4[]) \
+               ON CONFLICT DO NOTHING), \
+             updated AS (\
+               UPDATE sessions AS s SET total_bytes = v.total, retained_bytes = v.retained, \
+               truncated_bytes = v.truncated, lost_bytes = v.lost, retained_from = v.retained_from, \
+               last_seen_at = $13 \
+               FROM UNNEST($14::uuid[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], \
+               $20::int8[]) AS v(id, total, retained, truncated, lost, retained_from, loaded_total) \
+               WHERE s.id = v.id AND s.total_bytes = v.loaded_total AND s.id = ANY($14) RETURNING 1) \
+             SELECT cmdop_conflict_unless((SELECT count(*) FROM updated) = $21, \
+               'another server wrote to one of these sessions at the same time')",
         )
+        .bind(chunks.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+        .bind(chunks.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
+        .bind(chunks.iter().map(|r| r.2 as i64).collect::<Vec<i64>>())
+        .bind(chunks.iter().map(|r| r.3).collect::<Vec<&[u8]>>())
+        .bind(gaps.iter().map(|g| g.0).collect::<Vec<Uuid>>())
+        .bind(gaps.iter().map(|g| g.1 as i64).collect::<Vec<i64>>())
+        .bind(gaps.iter().map(|g| g.2 as i64).collect::<Vec<i64>>())
+        .bind(resizes.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+        .bind(resizes.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
+        .bind(resizes.iter().map(|r| r.2 as i64).collect::<Vec<i64>>())
+        .bind(resizes.iter().map(|r| i32::from(r.3)).collect::<Vec<i32>>())
+        .bind(resizes.iter().map(|r| i32::from(r.4)).collect::<Vec<i32>>())
+        .bind(Ts(now))
         .bind(ids)
         .bind(column(|s| s.total))
         .bind(column(|s| s.retained))
         .bind(column(|s| s.truncated))
         .bind(column(|s| s.lost))
         .bind(column(|s| s.retained_from))
-        .bind(Ts(now))
         .bind(column(|s| s.loaded_total))
+        .bind(states.len() as i64)
         .execute(&mut *conn)
-        .await?;
-        if done.rows_affected() != states.len() as u64 {
-            return Err(crate::StoreError::Conflict(
-                "another server wrote to one of these sessions at the same time".into(),
-            ));
-        }
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some(CONFLICT_SQLSTATE) => {
+                crate::StoreError::Conflict(db.message().to_string())
+            }
+            _ => e.into(),
+        })?;
         Ok(())
     }
 }

@@ -73,6 +73,7 @@ pub(crate) const MEMBER_COLUMNS: &str = "id, email, display_name, is_bot, create
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Where one session's transcript stands while a group commit is built.
+#[derive(Clone)]
 pub(crate) struct AppendState {
     pub total: u64,
     pub retained: u64,
@@ -81,7 +82,7 @@ pub(crate) struct AppendState {
     pub limit: u64,
     pub retained_from: u64,
     /// `total` as read: on PostgreSQL the update only applies if the row still says it (see
-    /// `PostgresStore::write_append_states`).
+    /// `PostgresStore::write_appends`).
     pub loaded_total: u64,
 }
 
@@ -279,34 +280,41 @@ macro_rules! impl_sql_store {
         /// fixed number of statements per batch (one read of the sessions before, one multi-row INSERT per table
         /// and one UPDATE of the sessions after, which the backend sends) instead of a few per write; only resends
         /// and ring-buffer trims cost statements here. See [`Store::append_batch`].
+        ///
+        /// Without a connection it only plans: `None` if the batch needs one of those statements (`states` is
+        /// then half-applied and must be read again), so that plain appends can be written without a transaction.
         async fn apply_batch<'b>(
-            conn: &mut <$db as sqlx::Database>::Connection,
+            mut conn: Option<&mut <$db as sqlx::Database>::Connection>,
             batch: &'b [(Uuid, Vec<TranscriptWrite>)],
             states: &mut HashMap<Uuid, AppendState>,
-        ) -> StoreResult<(Vec<AppendOutcome>, PendingRows<'b>)> {
+        ) -> StoreResult<Option<(Vec<AppendOutcome>, PendingRows<'b>)>> {
             let mut pending = PendingRows::default();
             // Each entry's outcome is where its session stood after it (a session may come more than once).
             let mut outcomes = Vec::with_capacity(batch.len());
             for (session_id, writes) in batch {
                 let state = states.get_mut(session_id).ok_or_else(|| StoreError::NotFound("session".into()))?;
                 for write in writes {
-                    apply_write(conn, *session_id, state, write, &mut pending).await?;
+                    if !apply_write(conn.as_deref_mut(), *session_id, state, write, &mut pending).await? {
+                        return Ok(None);
+                    }
                 }
                 outcomes.push(state.outcome());
             }
             // Trimming happens once per session, after all its writes: its last entry reports the result. It
             // reads the table, so what this batch queued goes in first.
             if states.values().any(|s| s.retained > s.limit) {
+                let Some(conn) = conn.as_deref_mut() else { return Ok(None) };
                 flush_rows(conn, &mut pending).await?;
             }
             for (index, (session_id, _)) in batch.iter().enumerate().rev() {
                 let state = states.get_mut(session_id).expect("loaded above");
                 if state.retained > state.limit {
+                    let conn = conn.as_deref_mut().expect("checked above");
                     trim_ring_buffer(conn, *session_id, state).await?;
                     outcomes[index] = state.outcome();
                 }
             }
-            Ok((outcomes, pending))
+            Ok(Some((outcomes, pending)))
         }
 
         /// The ids a batch writes to, once each, in order (replicas take their row locks in the same order).
@@ -317,18 +325,19 @@ macro_rules! impl_sql_store {
             ids
         }
 
-        /// Checks one write against where the session stands and queues its rows.
+        /// Checks one write against where the session stands and queues its rows. `false` (nothing changed) if
+        /// it must read the transcript tables and there is no connection.
         async fn apply_write<'w>(
-            conn: &mut <$db as sqlx::Database>::Connection,
+            conn: Option<&mut <$db as sqlx::Database>::Connection>,
             session_id: Uuid,
             state: &mut AppendState,
             write: &'w TranscriptWrite,
             pending: &mut PendingRows<'w>,
-        ) -> StoreResult<()> {
+        ) -> StoreResult<bool> {
             match write {
                 TranscriptWrite::Output(chunk) => {
                     if chunk.bytes.is_empty() {
-                        return Ok(());
+                        return Ok(true);
                     }
                     if chunk.offset > state.total {
                         return Err(StoreError::Conflict(format!(
@@ -340,6 +349,7 @@ macro_rules! impl_sql_store {
                     // Bytes the ring buffer already dropped cannot be compared and are skipped.
                     let overlap = (state.total - chunk.offset).min(chunk.bytes.len() as u64) as usize;
                     if overlap > 0 {
+                        let Some(conn) = conn else { return Ok(false) };
                         // The comparison reads the table: what this batch queued must be in it.
                         flush_rows(conn, pending).await?;
                         let stored = sqlx::query(
@@ -382,9 +392,10 @@ macro_rules! impl_sql_store {
                         pending.gaps.push((session_id, *at_offset, *bytes_lost));
                         state.total += bytes_lost;
                         state.lost += bytes_lost;
-                        return Ok(());
+                        return Ok(true);
                     }
                     // Anything else must be the resend of a gap already stored.
+                    let Some(conn) = conn else { return Ok(false) };
                     flush_rows(conn, pending).await?;
                     let stored: Option<i64> = sqlx::query_scalar(
                         "SELECT bytes_lost FROM transcript_gaps WHERE session_id = $1 AND at_offset = $2",
@@ -413,7 +424,7 @@ macro_rules! impl_sql_store {
                     pending.resizes.push((session_id, *offset, *t_ms, *cols, *rows));
                 }
             }
-            Ok(())
+            Ok(true)
         }
 
         /// Writes the queued rows, one multi-row INSERT per table (per `ROWS_PER_STATEMENT` rows).
@@ -511,7 +522,7 @@ macro_rules! impl_sql_store {
         }
 
         /// Every batched session's new lengths, in id order (replicas updating the same sessions take their row
-        /// locks in the same order), for `write_append_states` (one UPDATE per `ROWS_PER_STATEMENT` sessions).
+        /// locks in the same order), for the backend's UPDATE of the sessions.
         fn sorted_states(states: &HashMap<Uuid, AppendState>) -> Vec<(&Uuid, &AppendState)> {
             let mut all: Vec<(&Uuid, &AppendState)> = states.iter().collect();
             all.sort_unstable_by_key(|(id, _)| **id);

@@ -151,7 +151,8 @@ impl SqliteStore {
             states.extend(Self::read_append_states(conn, begin, part).await?);
             begin = "";
         }
-        let (outcomes, pending) = apply_batch(conn, batch, &mut states).await?;
+        let (outcomes, pending) =
+            apply_batch(Some(&mut *conn), batch, &mut states).await?.expect("with a connection every batch applies");
         let mut qb = QueryBuilder::<Sqlite>::new("");
         push_statements(&mut qb, &pending.chunks, push_chunk_rows);
         push_statements(&mut qb, &pending.gaps, push_gap_rows);

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use cmdop_protocol::{ClientKind, EndReason, Session, SessionState};
+use cmdop_protocol::{ClientKind, EndReason, GapInfo, GapReason, Session, SessionState};
 use cmdop_store::testing::{TestStore, new_session};
 use cmdop_store::*;
 use uuid::Uuid;
@@ -57,6 +57,7 @@ cmdop_store::for_each_backend!(
     transcript_read_from_middle_offset,
     transcript_idempotent_resend_stores_nothing_twice,
     transcript_write_racing_another_replica_stores_each_byte_once,
+    transcript_write_racing_another_replicas_gap_stores_none_of_its_rows,
     transcript_resend_with_different_bytes_conflicts,
     transcript_resend_off_chunk_boundary_with_different_bytes_conflicts,
     transcript_hole_conflicts_and_stores_nothing,
@@ -1407,6 +1408,59 @@ async fn transcript_write_racing_another_replica_stores_each_byte_once(t: TestSt
         assert_eq!(t.store.append_output(id, &[chunk(6, b"world"), chunk(11, b"!")]).await.unwrap(), 12);
     }
     check_transcript(&t, &viewer, id, b"hello world!").await;
+}
+
+/// Another replica declares a gap at the offset this store's write of output begins at, while that write is under
+/// way: the two rows do not collide (one a gap, the other a chunk), so only the update of the session's length can
+/// tell. On PostgreSQL the write fails as a whole (a plain append is one statement with no transaction: its chunk
+/// must not stay); on SQLite it waits for the write lock, then finds the bytes already accounted for. Either way
+/// the transcript is the other replica's.
+async fn transcript_write_racing_another_replicas_gap_stores_none_of_its_rows(t: TestStore) {
+    use sqlx::Connection;
+    let f = fleet(&t, "acme").await;
+    let m = machine(&t, &f, "m").await;
+    let owner = owner_of(&t, "owner@example.com", &[&f]).await;
+    let viewer = Viewer::Member(owner.id);
+    let id = start(&t, &m, &owner).await;
+    assert_eq!(t.store.append_output(id, &[chunk(0, b"hello ")]).await.unwrap(), 6);
+
+    let statements = [
+        "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) VALUES ($1, 6, 5, 'recorder_offline')",
+        "UPDATE sessions SET total_bytes = 11, lost_bytes = 5 WHERE id = $1",
+    ];
+    macro_rules! other_replica {
+        ($conn:expr, $begin:expr) => {{
+            let mut conn = $conn;
+            sqlx::query($begin).execute(&mut conn).await.unwrap();
+            for sql in statements {
+                sqlx::query(sql).bind(id).execute(&mut conn).await.unwrap();
+            }
+            let store = t.store.clone();
+            let ours = tokio::spawn(async move { store.append_output(id, &[chunk(6, b"world")]).await });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            ours.await.unwrap()
+        }};
+    }
+    let ours = match t.store.backend() {
+        Backend::Postgres => other_replica!(sqlx::PgConnection::connect(&t.url).await.unwrap(), "BEGIN"),
+        Backend::Sqlite => other_replica!(
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.url)).await.unwrap(),
+            "BEGIN IMMEDIATE"
+        ),
+    };
+    match (t.store.backend(), ours) {
+        (Backend::Postgres, Err(StoreError::Conflict(_))) | (Backend::Sqlite, Ok(11)) => {}
+        (backend, other) => panic!("{backend:?}: the racing write gave {other:?}"),
+    }
+    let info = transcript_info(&t, &viewer, id).await;
+    assert_eq!((info.total_bytes, info.retained_bytes), (11, 6));
+    assert_eq!(info.gaps, [GapInfo { at_offset: 6, bytes_lost: 5, reason: GapReason::RecorderOffline }]);
+    let tr = t.store.read_transcript(&viewer, id, 0).await.unwrap();
+    assert_eq!((tr.bytes.as_slice(), tr.total_bytes), (&b"hello "[..], 11));
+    // The session goes on from the end of the gap.
+    assert_eq!(t.store.append_output(id, &[chunk(11, b"!")]).await.unwrap(), 12);
+    assert_eq!(t.store.read_transcript(&viewer, id, 0).await.unwrap().bytes, b"hello !");
 }
 
 /// The session's transcript is exactly `want`, and nothing more is counted as stored.

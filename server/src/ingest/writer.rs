@@ -1,5 +1,4 @@
-//! The transcript writer: tasks that group-commit what all recorders send (one on SQLite, a few on PostgreSQL,
-//! each for its own share of the sessions).
+//! The transcript writer: one task per server that group-commits what all recorders send.
 //!
 //! Each recorder connection hands over its frames as write requests and awaits their outcome; the writer takes
 //! every request waiting (up to a size bound), commits them in one transaction, answers each, and tells the live
@@ -47,51 +46,39 @@ impl Request {
     }
 }
 
-/// Handle to the writer tasks. Cheap to clone.
+/// Handle to the writer task. Cheap to clone.
+///
+/// One task, on both backends. Each commit takes a couple of round trips and a WAL flush; what arrives meanwhile
+/// goes in the next one, so a heavier load makes bigger batches rather than more commits. PostgreSQL had four tasks,
+/// each for its own share of the sessions, until a measure on two cores: four times the commits, each of a quarter
+/// of the sessions, kept PostgreSQL busy on a whole core with per-statement work, and one task took the live
+/// latency's p50 from ~9 to ~5 ms (BENCHMARKS.md, (b)). Replicas each have their own.
 #[derive(Clone)]
 pub struct Writer {
-    /// One queue per writer task; a session always goes to the same one, so its writes stay in order.
-    shards: Arc<[mpsc::Sender<Request>]>,
-}
-
-/// Writer tasks per store. SQLite has one write lock, so one writer; PostgreSQL commits transactions on disjoint
-/// sessions side by side, and while one batch waits for its round trips the next one is being written.
-fn writer_tasks(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 1,
-        Backend::Postgres => 4,
-    }
+    queue: mpsc::Sender<Request>,
 }
 
 impl Writer {
-    /// Starts the writer tasks: on SQLite on a thread of its own, on PostgreSQL on the current tokio runtime. Each
+    /// Starts the writer task: on SQLite on a thread of its own, on PostgreSQL on the current tokio runtime. It
     /// ends when every handle to it is dropped.
     pub fn spawn(store: Arc<dyn Store>, hub: Arc<Hub>) -> Self {
-        let shards = (0..writer_tasks(store.backend()))
-            .map(|_| {
-                let (tx, rx) = mpsc::channel(MAX_BATCH_REQUESTS);
-                if store.backend() == Backend::Sqlite {
-                    // A thread of its own: a group commit is a few hand-overs to and from the SQLite connection's
-                    // thread, and on the shared runtime each wake-up queued behind the tasks of a thousand
-                    // sockets. (PostgreSQL's connections belong to the shared runtime's I/O driver.)
-                    let (store, hub) = (store.clone(), hub.clone());
-                    std::thread::Builder::new()
-                        .name("transcript-writer".into())
-                        .spawn(move || {
-                            let rt = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build()
-                                .expect("writer runtime");
-                            rt.block_on(run(store, hub, rx));
-                        })
-                        .expect("writer thread");
-                } else {
-                    tokio::spawn(run(store.clone(), hub.clone(), rx));
-                }
-                tx
-            })
-            .collect();
-        Writer { shards }
+        let (queue, rx) = mpsc::channel(MAX_BATCH_REQUESTS);
+        if store.backend() == Backend::Sqlite {
+            // A thread of its own: a group commit is a few hand-overs to and from the SQLite connection's thread,
+            // and on the shared runtime each wake-up queued behind the tasks of a thousand sockets. (PostgreSQL's
+            // connections belong to the shared runtime's I/O driver.)
+            std::thread::Builder::new()
+                .name("transcript-writer".into())
+                .spawn(move || {
+                    let rt =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
+                    rt.block_on(run(store, hub, rx));
+                })
+                .expect("writer thread");
+        } else {
+            tokio::spawn(run(store, hub, rx));
+        }
+        Writer { queue }
     }
 
     /// Queues writes for a session; the returned receiver yields the outcome after they are committed.
@@ -102,7 +89,7 @@ impl Writer {
     ) -> oneshot::Receiver<StoreResult<AppendOutcome>> {
         let (reply, rx) = oneshot::channel();
         if let Err(mpsc::error::SendError(Request::Write { reply, .. })) =
-            self.shard(session_id).send(Request::Write { session_id, writes, reply }).await
+            self.queue.send(Request::Write { session_id, writes, reply }).await
         {
             let _ = reply.send(Err(StoreError::Conflict("the server is shutting down".into())));
         }
@@ -111,12 +98,7 @@ impl Writer {
 
     /// Marks a quiet recorder's session as heard from, with the next group commit.
     pub async fn touch(&self, session_id: Uuid) {
-        let _ = self.shard(session_id).send(Request::Touch { session_id }).await;
-    }
-
-    /// A session always goes to the same writer task. Session ids end in random bits (UUID v7).
-    fn shard(&self, session_id: Uuid) -> &mpsc::Sender<Request> {
-        &self.shards[(session_id.as_u64_pair().1 % self.shards.len() as u64) as usize]
+        let _ = self.queue.send(Request::Touch { session_id }).await;
     }
 }
 

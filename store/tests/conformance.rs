@@ -1367,41 +1367,18 @@ async fn transcript_idempotent_resend_stores_nothing_twice(t: TestStore) {
 /// stored once: this write waits and finds its bytes stored, or fails and its retry (as the recorder resends from
 /// the last ack) does.
 async fn transcript_write_racing_another_replica_stores_each_byte_once(t: TestStore) {
-    use sqlx::Connection;
-    let f = fleet(&t, "acme").await;
-    let m = machine(&t, &f, "m").await;
-    let owner = owner_of(&t, "owner@example.com", &[&f]).await;
-    let viewer = Viewer::Member(owner.id);
-    let id = start(&t, &m, &owner).await;
-    assert_eq!(t.store.append_output(id, &[chunk(0, b"hello ")]).await.unwrap(), 6);
+    let (viewer, id) = session_with_hello(&t).await;
 
-    // The other replica's transaction, open: it holds the session's row (PostgreSQL) or the write lock (SQLite).
+    // The other replica stores the same bytes.
     let statements = [
         "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES ($1, 6, 18, $2)",
         "UPDATE sessions SET total_bytes = 11, retained_bytes = 11 WHERE id = $1",
     ];
-    macro_rules! other_replica {
-        ($conn:expr, $begin:expr) => {{
-            let mut conn = $conn;
-            sqlx::query($begin).execute(&mut conn).await.unwrap();
-            for sql in statements {
-                sqlx::query(sql).bind(id).bind(&b"world"[..]).execute(&mut conn).await.unwrap();
-            }
-            let store = t.store.clone();
-            let ours =
-                tokio::spawn(async move { store.append_output(id, &[chunk(6, b"world"), chunk(11, b"!")]).await });
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
-            ours.await.unwrap()
-        }};
-    }
-    let ours = match t.store.backend() {
-        Backend::Postgres => other_replica!(sqlx::PgConnection::connect(&t.url).await.unwrap(), "BEGIN"),
-        Backend::Sqlite => other_replica!(
-            sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.url)).await.unwrap(),
-            "BEGIN IMMEDIATE"
-        ),
-    };
+    let store = t.store.clone();
+    let ours = race_another_replica(&t, id, &statements, b"world", async move {
+        store.append_output(id, &[chunk(6, b"world"), chunk(11, b"!")]).await
+    })
+    .await;
     if let Err(e) = ours {
         // Refused, not half-written: the resend settles it.
         eprintln!("the racing write was refused ({e}); resending");
@@ -1416,39 +1393,22 @@ async fn transcript_write_racing_another_replica_stores_each_byte_once(t: TestSt
 /// must not stay); on SQLite it waits for the write lock, then finds the bytes already accounted for. Either way
 /// the transcript is the other replica's.
 async fn transcript_write_racing_another_replicas_gap_stores_none_of_its_rows(t: TestStore) {
-    use sqlx::Connection;
-    let f = fleet(&t, "acme").await;
-    let m = machine(&t, &f, "m").await;
-    let owner = owner_of(&t, "owner@example.com", &[&f]).await;
-    let viewer = Viewer::Member(owner.id);
-    let id = start(&t, &m, &owner).await;
-    assert_eq!(t.store.append_output(id, &[chunk(0, b"hello ")]).await.unwrap(), 6);
+    let (viewer, id) = session_with_hello(&t).await;
 
     let statements = [
         "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) VALUES ($1, 6, 5, 'recorder_offline')",
         "UPDATE sessions SET total_bytes = 11, lost_bytes = 5 WHERE id = $1",
     ];
-    macro_rules! other_replica {
-        ($conn:expr, $begin:expr) => {{
-            let mut conn = $conn;
-            sqlx::query($begin).execute(&mut conn).await.unwrap();
-            for sql in statements {
-                sqlx::query(sql).bind(id).execute(&mut conn).await.unwrap();
-            }
-            let store = t.store.clone();
-            let ours = tokio::spawn(async move { store.append_output(id, &[chunk(6, b"world")]).await });
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
-            ours.await.unwrap()
-        }};
-    }
-    let ours = match t.store.backend() {
-        Backend::Postgres => other_replica!(sqlx::PgConnection::connect(&t.url).await.unwrap(), "BEGIN"),
-        Backend::Sqlite => other_replica!(
-            sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.url)).await.unwrap(),
-            "BEGIN IMMEDIATE"
-        ),
-    };
+    let store = t.store.clone();
+    let ours =
+        race_another_replica(
+            &t,
+            id,
+            &statements,
+            b"",
+            async move { store.append_output(id, &[chunk(6, b"world")]).await },
+        )
+        .await;
     match (t.store.backend(), ours) {
         (Backend::Postgres, Err(StoreError::Conflict(_))) | (Backend::Sqlite, Ok(11)) => {}
         (backend, other) => panic!("{backend:?}: the racing write gave {other:?}"),
@@ -1461,6 +1421,51 @@ async fn transcript_write_racing_another_replicas_gap_stores_none_of_its_rows(t:
     // The session goes on from the end of the gap.
     assert_eq!(t.store.append_output(id, &[chunk(11, b"!")]).await.unwrap(), 12);
     assert_eq!(t.store.read_transcript(&viewer, id, 0).await.unwrap().bytes, b"hello !");
+}
+
+/// An owner's session with "hello " stored, for the racing tests.
+async fn session_with_hello(t: &TestStore) -> (Viewer, Uuid) {
+    let f = fleet(t, "acme").await;
+    let m = machine(t, &f, "m").await;
+    let owner = owner_of(t, "owner@example.com", &[&f]).await;
+    let id = start(t, &m, &owner).await;
+    assert_eq!(t.store.append_output(id, &[chunk(0, b"hello ")]).await.unwrap(), 6);
+    (Viewer::Member(owner.id), id)
+}
+
+/// Another replica's transaction runs `statements` (each bound to the session `id`, and `bytes` where it takes `$2`)
+/// and stays open, holding the session's row (PostgreSQL) or the write lock (SQLite), while `ours` starts; it
+/// commits 300 ms later. Returns what `ours` gave.
+async fn race_another_replica<T: Send + 'static>(
+    t: &TestStore,
+    id: Uuid,
+    statements: &[&'static str],
+    bytes: &'static [u8],
+    ours: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    use sqlx::Connection;
+    macro_rules! with_connection {
+        ($conn:expr, $begin:expr) => {{
+            let mut conn = $conn;
+            sqlx::query($begin).execute(&mut conn).await.unwrap();
+            for sql in statements {
+                let query = sqlx::query(*sql).bind(id);
+                let query = if sql.contains("$2") { query.bind(bytes) } else { query };
+                query.execute(&mut conn).await.unwrap();
+            }
+            let ours = tokio::spawn(ours);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            ours.await.unwrap()
+        }};
+    }
+    match t.store.backend() {
+        Backend::Postgres => with_connection!(sqlx::PgConnection::connect(&t.url).await.unwrap(), "BEGIN"),
+        Backend::Sqlite => with_connection!(
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.url)).await.unwrap(),
+            "BEGIN IMMEDIATE"
+        ),
+    }
 }
 
 /// The session's transcript is exactly `want`, and nothing more is counted as stored.

@@ -101,14 +101,14 @@ impl PostgresStore {
         }
         let mut conn = self.write_conn().await?;
         let now = self.clock.now();
-        let states = Self::read_append_states(&mut conn, &ids).await?;
-        let mut planned = states.clone();
-        if let Some((outcomes, pending)) = apply_batch(None, batch, &mut planned).await? {
-            Self::write_appends(&mut conn, &pending, &planned, now).await?;
+        let mut states = Self::read_append_states(&mut conn, &ids).await?;
+        if let Some((outcomes, pending)) = apply_batch(None, batch, &mut states).await? {
+            Self::write_appends(&mut conn, &pending, &states, now).await?;
             return Ok(outcomes);
         }
-        let mut states = states;
+        // The plan stopped halfway through `states`: read them again (a round trip only batches like these pay).
         let mut tx = Self::begin_write(&mut conn).await?;
+        states = Self::read_append_states(&mut tx, &ids).await?;
         let (outcomes, pending) =
             apply_batch(Some(&mut *tx), batch, &mut states).await?.expect("with a connection every batch applies");
         Self::write_appends(&mut tx, &pending, &states, now).await?;
@@ -151,20 +151,11 @@ impl PostgresStore {
     }
 
     async fn insert_chunk_rows(conn: &mut sqlx::PgConnection, rows: &[ChunkRow<'_>]) -> crate::StoreResult<()> {
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-        let offsets: Vec<i64> = rows.iter().map(|r| r.1 as i64).collect();
-        let times: Vec<i64> = rows.iter().map(|r| r.2 as i64).collect();
-        let bytes: Vec<&[u8]> = rows.iter().map(|r| r.3).collect();
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) \
              SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::bytea[])",
-        )
-        .bind(ids)
-        .bind(offsets)
-        .bind(times)
-        .bind(bytes)
-        .execute(&mut *conn)
-        .await?;
+        );
+        bind_chunk_columns(query, rows).execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -183,9 +174,8 @@ impl PostgresStore {
         let states = sorted_states(states);
         let column = |f: fn(&AppendState) -> u64| states.iter().map(|(_, s)| f(s) as i64).collect::<Vec<i64>>();
         let ids: Vec<Uuid> = states.iter().map(|(id, _)| **id).collect();
-        let chunks = &pending.chunks;
         let (gaps, resizes) = (&pending.gaps, &pending.resizes);
-        sqlx::query(
+        let query = sqlx::query(
             "WITH chunks AS (\
                INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) \
                SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::int8[], $4::bytea[])), \
@@ -206,38 +196,47 @@ impl PostgresStore {
                WHERE s.id = v.id AND s.total_bytes = v.loaded_total AND s.id = ANY($14) RETURNING 1) \
              SELECT cmdop_conflict_unless((SELECT count(*) FROM updated) = $21, \
                'another server wrote to one of these sessions at the same time')",
-        )
-        .bind(chunks.iter().map(|r| r.0).collect::<Vec<Uuid>>())
-        .bind(chunks.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
-        .bind(chunks.iter().map(|r| r.2 as i64).collect::<Vec<i64>>())
-        .bind(chunks.iter().map(|r| r.3).collect::<Vec<&[u8]>>())
-        .bind(gaps.iter().map(|g| g.0).collect::<Vec<Uuid>>())
-        .bind(gaps.iter().map(|g| g.1 as i64).collect::<Vec<i64>>())
-        .bind(gaps.iter().map(|g| g.2 as i64).collect::<Vec<i64>>())
-        .bind(resizes.iter().map(|r| r.0).collect::<Vec<Uuid>>())
-        .bind(resizes.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
-        .bind(resizes.iter().map(|r| r.2 as i64).collect::<Vec<i64>>())
-        .bind(resizes.iter().map(|r| i32::from(r.3)).collect::<Vec<i32>>())
-        .bind(resizes.iter().map(|r| i32::from(r.4)).collect::<Vec<i32>>())
-        .bind(Ts(now))
-        .bind(ids)
-        .bind(column(|s| s.total))
-        .bind(column(|s| s.retained))
-        .bind(column(|s| s.truncated))
-        .bind(column(|s| s.lost))
-        .bind(column(|s| s.retained_from))
-        .bind(column(|s| s.loaded_total))
-        .bind(states.len() as i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some(CONFLICT_SQLSTATE) => {
-                crate::StoreError::Conflict(db.message().to_string())
-            }
-            _ => e.into(),
-        })?;
+        );
+        bind_chunk_columns(query, &pending.chunks)
+            .bind(gaps.iter().map(|g| g.0).collect::<Vec<Uuid>>())
+            .bind(gaps.iter().map(|g| g.1 as i64).collect::<Vec<i64>>())
+            .bind(gaps.iter().map(|g| g.2 as i64).collect::<Vec<i64>>())
+            .bind(resizes.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+            .bind(resizes.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
+            .bind(resizes.iter().map(|r| r.2 as i64).collect::<Vec<i64>>())
+            .bind(resizes.iter().map(|r| i32::from(r.3)).collect::<Vec<i32>>())
+            .bind(resizes.iter().map(|r| i32::from(r.4)).collect::<Vec<i32>>())
+            .bind(Ts(now))
+            .bind(ids)
+            .bind(column(|s| s.total))
+            .bind(column(|s| s.retained))
+            .bind(column(|s| s.truncated))
+            .bind(column(|s| s.lost))
+            .bind(column(|s| s.retained_from))
+            .bind(column(|s| s.loaded_total))
+            .bind(states.len() as i64)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some(CONFLICT_SQLSTATE) => {
+                    crate::StoreError::Conflict(db.message().to_string())
+                }
+                _ => e.into(),
+            })?;
         Ok(())
     }
+}
+
+/// Chunk rows as the four arrays (`$1`..`$4`: session, offset, t_ms, bytes) that both chunk inserts unnest.
+fn bind_chunk_columns<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    rows: &[ChunkRow<'q>],
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(rows.iter().map(|r| r.0).collect::<Vec<Uuid>>())
+        .bind(rows.iter().map(|r| r.1 as i64).collect::<Vec<i64>>())
+        .bind(rows.iter().map(|r| r.2 as i64).collect::<Vec<i64>>())
+        .bind(rows.iter().map(|r| r.3).collect::<Vec<&[u8]>>())
 }
 
 // The store itself; it also brings the names the functions above use (DateTime, Uuid, QueryBuilder, Ts,

@@ -73,7 +73,6 @@ pub(crate) const MEMBER_COLUMNS: &str = "id, email, display_name, is_bot, create
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Where one session's transcript stands while a group commit is built.
-#[derive(Clone)]
 pub(crate) struct AppendState {
     pub total: u64,
     pub retained: u64,

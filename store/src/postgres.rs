@@ -14,10 +14,17 @@ use crate::Clock;
 /// What `cmdop_conflict_unless` raises: serialization_failure.
 const CONFLICT_SQLSTATE: &str = "40001";
 
+/// Entries kept in [`PostgresStore::append_states`] before it is emptied (about 100 bytes each).
+const APPEND_STATE_CACHE_MAX: usize = 50_000;
+
 pub struct PostgresStore {
     pool: PgPool,
     clock: Arc<dyn Clock>,
     replica_id: uuid::Uuid,
+    /// Where each session stood after this replica's last group commit to it, so that the next one need not read
+    /// it first. Only a hint: the commit's update checks every session's length, and any failure drops the hints
+    /// and tries once more with what the database says (see `group_commit`).
+    append_states: std::sync::Mutex<HashMap<Uuid, AppendState>>,
 }
 
 impl PostgresStore {
@@ -41,7 +48,7 @@ impl PostgresStore {
             .await?;
         // Replicas starting together serialize on sqlx's migration advisory lock.
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7() })
+        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), append_states: Default::default() })
     }
 
     /// One statement, whose commit does not wait for the WAL to be flushed (`cmdop_notify`, migration 0005).
@@ -88,12 +95,14 @@ impl PostgresStore {
         Ok(conn.begin().await?)
     }
 
-    /// A group commit (see `Store::append_batch`): read where the sessions stand, check the writes, then write the
+    /// A group commit (see `Store::append_batch`): find where the sessions stand, check the writes, then write the
     /// rows and the sessions' new lengths. Plain appends (the steady state of every live session) go in one
-    /// statement, atomic by itself: two round trips in all. A batch that must read the transcript tables (a resend
-    /// to compare with stored bytes, a ring buffer to trim) runs in a transaction instead. Each round trip is a
-    /// wake-up of a PostgreSQL backend and of this process; with `BEGIN`, three statements and `COMMIT` apart, a
-    /// thousand sessions at 1 KB/s kept PostgreSQL's backends busy on a core of their own.
+    /// statement, atomic by itself. Where the sessions stand comes from this replica's last commit to them when it
+    /// has one, so a live session's commit is one round trip; only a session new to this replica is read first. A
+    /// batch that must read the transcript tables (a resend to compare with stored bytes, a ring buffer to trim)
+    /// runs in a transaction instead. Each round trip is a wake-up of a PostgreSQL backend and of this process;
+    /// with `BEGIN`, three statements and `COMMIT` apart, a thousand sessions at 1 KB/s kept PostgreSQL's backends
+    /// busy on a core of their own.
     async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
         let ids = batch_ids(batch);
         if ids.is_empty() {
@@ -101,19 +110,97 @@ impl PostgresStore {
         }
         let mut conn = self.write_conn().await?;
         let now = self.clock.now();
-        let mut states = Self::read_append_states(&mut conn, &ids).await?;
-        if let Some((outcomes, pending)) = apply_batch(None, batch, &mut states).await? {
-            Self::write_appends(&mut conn, &pending, &states, now).await?;
-            return Ok(outcomes);
+        let mut states = self.take_cached_states(&ids);
+        let cached = !states.is_empty();
+        let missing: Vec<Uuid> = ids.iter().filter(|id| !states.contains_key(id)).copied().collect();
+        match self.commit_appends(&mut conn, batch, &ids, &missing, &mut states, now).await {
+            Ok(outcomes) => {
+                self.remember_states(states);
+                return Ok(outcomes);
+            }
+            // A hint was stale (another replica wrote to that session since) or the batch is bad: which one, only
+            // the database can say.
+            Err(_) if cached => {}
+            Err(e) => return Err(e),
         }
-        // The plan stopped halfway through `states`: read them again (a round trip only batches like these pay).
-        let mut tx = Self::begin_write(&mut conn).await?;
-        states = Self::read_append_states(&mut tx, &ids).await?;
+        let mut states = HashMap::new();
+        let outcomes = self.commit_appends(&mut conn, batch, &ids, &ids, &mut states, now).await?;
+        self.remember_states(states);
+        Ok(outcomes)
+    }
+
+    /// One try of a group commit on `states`, after reading those of `missing`. On success `states` is where the
+    /// sessions stand now.
+    async fn commit_appends(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        batch: &[(Uuid, Vec<TranscriptWrite>)],
+        ids: &[Uuid],
+        missing: &[Uuid],
+        states: &mut HashMap<Uuid, AppendState>,
+        now: DateTime<Utc>,
+    ) -> crate::StoreResult<Vec<AppendOutcome>> {
+        if !missing.is_empty() {
+            states.extend(Self::read_append_states(&mut *conn, missing).await?);
+        }
+        let Some((mut outcomes, pending)) = apply_batch(None, batch, states).await? else {
+            // The plan stopped halfway through `states`: read them again (a round trip only batches like these pay).
+            let (outcomes, fresh) = Self::commit_in_transaction(conn, batch, ids, now).await?;
+            *states = fresh;
+            return Ok(outcomes);
+        };
+        let over_limit = Self::write_appends(&mut *conn, &pending, states, now).await?;
+        if !over_limit.is_empty() {
+            // Their fleet's ring buffer was made smaller since the states kept from an earlier commit were read:
+            // trim now, as a commit that writes nothing. A session's last entry reports it, as in `apply_batch`.
+            let trims: Vec<(Uuid, Vec<TranscriptWrite>)> = over_limit.iter().map(|id| (*id, Vec::new())).collect();
+            let (trimmed, fresh) = Self::commit_in_transaction(conn, &trims, &over_limit, now).await?;
+            for ((id, _), outcome) in trims.iter().zip(trimmed) {
+                if let Some(last) = batch.iter().rposition(|(b, _)| b == id) {
+                    outcomes[last] = outcome;
+                }
+            }
+            states.extend(fresh);
+        }
+        Ok(outcomes)
+    }
+
+    /// A group commit that reads the transcript tables: in a transaction, on states read in it. Returns the
+    /// outcomes and where the sessions stand after it.
+    async fn commit_in_transaction(
+        conn: &mut sqlx::PgConnection,
+        batch: &[(Uuid, Vec<TranscriptWrite>)],
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> crate::StoreResult<(Vec<AppendOutcome>, HashMap<Uuid, AppendState>)> {
+        let mut tx = Self::begin_write(conn).await?;
+        let mut states = Self::read_append_states(&mut tx, ids).await?;
         let (outcomes, pending) =
             apply_batch(Some(&mut *tx), batch, &mut states).await?.expect("with a connection every batch applies");
+        // Limits read in this transaction: what is over them was trimmed (a limit changed since shows at the next
+        // commit).
         Self::write_appends(&mut tx, &pending, &states, now).await?;
         tx.commit().await?;
-        Ok(outcomes)
+        Ok((outcomes, states))
+    }
+
+    /// Takes the hints of `ids` that this replica has (see `append_states`).
+    fn take_cached_states(&self, ids: &[Uuid]) -> HashMap<Uuid, AppendState> {
+        let mut cache = self.append_states.lock().expect("append states");
+        ids.iter().filter_map(|id| cache.remove(id).map(|s| (*id, s))).collect()
+    }
+
+    /// Keeps where sessions stand after a commit, as the hints for the next.
+    fn remember_states(&self, states: HashMap<Uuid, AppendState>) {
+        let mut cache = self.append_states.lock().expect("append states");
+        if cache.len() + states.len() > APPEND_STATE_CACHE_MAX {
+            // Mostly sessions that ended: the live ones are read again once.
+            cache.clear();
+        }
+        cache.extend(states.into_iter().map(|(id, mut s)| {
+            s.loaded_total = s.total;
+            (id, s)
+        }));
     }
 
     // The group commit's statements take their rows as arrays: one statement text
@@ -163,14 +250,15 @@ impl PostgresStore {
     /// the three transcript tables and updates the sessions (in id order: replicas writing the same sessions take
     /// their row locks in the same order). The update only applies where a session's length is still what was
     /// read; if another server wrote to one meanwhile, `cmdop_conflict_unless` (migration 0005) fails the whole
-    /// statement, and the writer retries each session on its own. (`s.id = ANY`: joined with the unnested rows
-    /// alone, the generic plan of this prepared statement scanned the whole sessions table on every commit.)
+    /// statement. (`s.id = ANY`: joined with the unnested rows alone, the generic plan of this prepared statement
+    /// scanned the whole sessions table on every commit.) Returns the sessions that now retain more than their
+    /// fleet's limit: states kept from an earlier commit do not see a limit lowered since.
     async fn write_appends(
         conn: &mut sqlx::PgConnection,
         pending: &PendingRows<'_>,
         states: &HashMap<Uuid, AppendState>,
         now: DateTime<Utc>,
-    ) -> crate::StoreResult<()> {
+    ) -> crate::StoreResult<Vec<Uuid>> {
         let states = sorted_states(states);
         let column = |f: fn(&AppendState) -> u64| states.iter().map(|(_, s)| f(s) as i64).collect::<Vec<i64>>();
         let ids: Vec<Uuid> = states.iter().map(|(id, _)| **id).collect();
@@ -193,11 +281,14 @@ impl PostgresStore {
                last_seen_at = $13 \
                FROM UNNEST($14::uuid[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], \
                $20::int8[]) AS v(id, total, retained, truncated, lost, retained_from, loaded_total) \
-               WHERE s.id = v.id AND s.total_bytes = v.loaded_total AND s.id = ANY($14) RETURNING 1) \
+               WHERE s.id = v.id AND s.total_bytes = v.loaded_total AND s.id = ANY($14) \
+               RETURNING s.id, s.fleet_id, s.retained_bytes) \
              SELECT cmdop_conflict_unless((SELECT count(*) FROM updated) = $21, \
-               'another server wrote to one of these sessions at the same time')",
+               'another server wrote to one of these sessions at the same time') AS ok, \
+             ARRAY(SELECT u.id FROM updated u JOIN fleets f ON f.id = u.fleet_id \
+               WHERE u.retained_bytes > f.transcript_limit_bytes) AS over_limit",
         );
-        bind_chunk_columns(query, &pending.chunks)
+        let row = bind_chunk_columns(query, &pending.chunks)
             .bind(gaps.iter().map(|g| g.0).collect::<Vec<Uuid>>())
             .bind(gaps.iter().map(|g| g.1 as i64).collect::<Vec<i64>>())
             .bind(gaps.iter().map(|g| g.2 as i64).collect::<Vec<i64>>())
@@ -215,7 +306,7 @@ impl PostgresStore {
             .bind(column(|s| s.retained_from))
             .bind(column(|s| s.loaded_total))
             .bind(states.len() as i64)
-            .execute(&mut *conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| match &e {
                 sqlx::Error::Database(db) if db.code().as_deref() == Some(CONFLICT_SQLSTATE) => {
@@ -223,7 +314,7 @@ impl PostgresStore {
                 }
                 _ => e.into(),
             })?;
-        Ok(())
+        Ok(row.try_get("over_limit")?)
     }
 }
 

@@ -30,6 +30,9 @@ cmdop_store::for_each_backend!(
     resizes_after_a_gap_are_read,
     // ring buffer
     ring_buffer_drops_the_oldest_whole_chunks,
+    ring_buffer_follows_the_fleets_limit_as_it_changes,
+    // deleting
+    deleting_a_session_deletes_its_transcript,
     // pages
     pages_concatenate_to_the_whole_transcript,
     // recorder lost
@@ -681,6 +684,78 @@ async fn ring_buffer_drops_the_oldest_whole_chunks(t: TestStore) {
     let flipped = [data[last as usize] ^ 1];
     assert_err!(t.store.append(plain, vec![out(last, &flipped)]).await, StoreError::Conflict(_));
     assert_eq!(info(&t, &v, plain).await, before);
+}
+
+/// The fleet's limit is read as it is at each write, also while a session goes on writing (PostgreSQL keeps where a
+/// session stands from one commit to the next): lowered, the next write trims to it; raised, nothing more goes.
+async fn ring_buffer_follows_the_fleets_limit_as_it_changes(t: TestStore) {
+    let fx = fixture(&t).await;
+    let v = fx.viewer();
+    let id = start(&t, &fx).await;
+    let data = pseudo_random(103_000, 9);
+    // Ten chunks of 10,000 bytes, each its own commit, under the default 8 MiB.
+    for w in outputs(0, &data[..100_000], &[10_000]) {
+        t.store.append(id, vec![w]).await.unwrap();
+    }
+    assert_eq!(info(&t, &v, id).await.truncated_bytes, 0);
+
+    // 64 KiB: with the next 1,000 bytes 101,000 are held, and the oldest four chunks must go (61,000 left).
+    t.store.set_transcript_limit(fx.fleet.id, 65_536).await.unwrap();
+    let o = t.store.append(id, vec![out(100_000, &data[100_000..101_000])]).await.unwrap();
+    assert_eq!(o, AppendOutcome { total_bytes: 101_000, retained_from: 40_000, truncated_bytes: 40_000 });
+    let i = info(&t, &v, id).await;
+    assert_eq!((i.retained_bytes, i.truncated_bytes), (61_000, 40_000));
+    let tr = read_all(&t, &v, id).await;
+    assert_eq!(tr.start_offset, 40_000);
+    assert!(tr.bytes == data[40_000..101_000], "the retained bytes are the newest");
+
+    // Back to 8 MiB: the next writes keep everything.
+    t.store.set_transcript_limit(fx.fleet.id, DEFAULT_TRANSCRIPT_LIMIT_BYTES).await.unwrap();
+    for w in outputs(101_000, &data[101_000..], &[1_000]) {
+        t.store.append(id, vec![w]).await.unwrap();
+    }
+    let i = info(&t, &v, id).await;
+    assert_eq!((i.total_bytes, i.retained_bytes, i.truncated_bytes), (103_000, 63_000, 40_000));
+    assert!(read_all(&t, &v, id).await.bytes == data[40_000..]);
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// deleting
+
+/// A session deleted by SQL (as retention will delete them): its chunks go with it, on PostgreSQL by a trigger (the
+/// chunks have no foreign key there, migration 0006), and another session's chunks stay.
+async fn deleting_a_session_deletes_its_transcript(t: TestStore) {
+    use sqlx::Connection;
+    let fx = fixture(&t).await;
+    let v = fx.viewer();
+    let (gone, kept) = (start(&t, &fx).await, start(&t, &fx).await);
+    for id in [gone, kept] {
+        t.store.append(id, outputs(0, &pseudo_random(30_000, 3), &[10_000])).await.unwrap();
+        t.store.append(id, vec![gap(30_000, 5), resize(30_005, 100, 30)]).await.unwrap();
+    }
+    let counts = "SELECT (SELECT COUNT(*) FROM transcript_chunks WHERE session_id = $1) \
+                  + (SELECT COUNT(*) FROM transcript_gaps WHERE session_id = $1) \
+                  + (SELECT COUNT(*) FROM transcript_resizes WHERE session_id = $1)";
+    macro_rules! delete_and_count {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            sqlx::query("DELETE FROM sessions WHERE id = $1").bind(gone).execute(&mut conn).await.unwrap();
+            let mut left = Vec::new();
+            for id in [gone, kept] {
+                left.push(sqlx::query_scalar::<_, i64>(counts).bind(id).fetch_one(&mut conn).await.unwrap());
+            }
+            left
+        }};
+    }
+    let left = match t.store.backend() {
+        Backend::Postgres => delete_and_count!(sqlx::PgConnection::connect(&t.url).await.unwrap()),
+        Backend::Sqlite => {
+            delete_and_count!(sqlx::SqliteConnection::connect(&format!("sqlite://{}", t.url)).await.unwrap())
+        }
+    };
+    assert_eq!(left, [0, 3 + 1 + 1], "rows left of the deleted session and of the other");
+    assert_err!(t.store.session(&v, gone).await, StoreError::NotFound(_));
+    assert!(read_all(&t, &v, kept).await.bytes == pseudo_random(30_000, 3));
 }
 
 // ------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use cmdop_store::{AppendOutcome, Backend, Store, StoreError, StoreResult, TranscriptWrite};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::live::Hub;
@@ -21,15 +20,6 @@ use crate::live::Hub;
 /// Bounds of one group commit.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 const MAX_BATCH_REQUESTS: usize = 4096;
-
-/// On PostgreSQL, group commits start at most this often; what arrives in between goes in the next one. Each
-/// commit costs PostgreSQL a fixed amount whatever its size (a backend wake-up, starting the statement's plan, a
-/// WAL flush, the notice to other replicas): a thousand sessions at 1 KB/s made ~360 commits a second of ~28
-/// sessions each, and PostgreSQL spent 65-70% of a core on them; paced at 5 ms, 43%, with the live latency's p99
-/// no worse (BENCHMARKS.md, (b)). A write that finds the writer idle for longer is committed at once, so a lone
-/// session's keystrokes wait for nothing. SQLite's commits are calls into this process, and its cost follows the
-/// pages written, which pacing did not reduce: it commits as soon as it can.
-const POSTGRES_COMMIT_SPACING: Duration = Duration::from_millis(5);
 
 /// Where a request's outcome goes.
 type Reply = oneshot::Sender<StoreResult<AppendOutcome>>;
@@ -82,11 +72,11 @@ impl Writer {
                 .spawn(move || {
                     let rt =
                         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("writer runtime");
-                    rt.block_on(run(store, hub, rx, Duration::ZERO));
+                    rt.block_on(run(store, hub, rx));
                 })
                 .expect("writer thread");
         } else {
-            tokio::spawn(run(store, hub, rx, POSTGRES_COMMIT_SPACING));
+            tokio::spawn(run(store, hub, rx));
         }
         Writer { queue }
     }
@@ -112,15 +102,8 @@ impl Writer {
     }
 }
 
-/// Commits what is queued, one group at a time, starting one at most every `spacing`.
-async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Request>, spacing: Duration) {
-    let mut next_start = Instant::now();
+async fn run(store: Arc<dyn Store>, hub: Arc<Hub>, mut rx: mpsc::Receiver<Request>) {
     while let Some(first) = rx.recv().await {
-        // Only a writer that was busy until just now waits: the first write after a quiet spell goes at once.
-        if next_start > Instant::now() {
-            tokio::time::sleep_until(next_start).await;
-        }
-        next_start = Instant::now() + spacing;
         let mut bytes = first.bytes();
         let mut requests = vec![first];
         while bytes < MAX_BATCH_BYTES && requests.len() < MAX_BATCH_REQUESTS {

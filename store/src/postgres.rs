@@ -112,8 +112,7 @@ impl PostgresStore {
         let now = self.clock.now();
         let mut states = self.take_cached_states(&ids);
         let cached = !states.is_empty();
-        let missing: Vec<Uuid> = ids.iter().filter(|id| !states.contains_key(id)).copied().collect();
-        match self.commit_appends(&mut conn, batch, &ids, &missing, &mut states, now).await {
+        match self.commit_appends(&mut conn, batch, &ids, &mut states, now).await {
             Ok(outcomes) => {
                 self.remember_states(states);
                 return Ok(outcomes);
@@ -124,24 +123,24 @@ impl PostgresStore {
             Err(e) => return Err(e),
         }
         let mut states = HashMap::new();
-        let outcomes = self.commit_appends(&mut conn, batch, &ids, &ids, &mut states, now).await?;
+        let outcomes = self.commit_appends(&mut conn, batch, &ids, &mut states, now).await?;
         self.remember_states(states);
         Ok(outcomes)
     }
 
-    /// One try of a group commit on `states`, after reading those of `missing`. On success `states` is where the
-    /// sessions stand now.
+    /// One try of a group commit on `states`, after reading those of `ids` it lacks. On success `states` is where
+    /// the sessions stand now.
     async fn commit_appends(
         &self,
         conn: &mut sqlx::PgConnection,
         batch: &[(Uuid, Vec<TranscriptWrite>)],
         ids: &[Uuid],
-        missing: &[Uuid],
         states: &mut HashMap<Uuid, AppendState>,
         now: DateTime<Utc>,
     ) -> crate::StoreResult<Vec<AppendOutcome>> {
+        let missing: Vec<Uuid> = ids.iter().filter(|id| !states.contains_key(id)).copied().collect();
         if !missing.is_empty() {
-            states.extend(Self::read_append_states(&mut *conn, missing).await?);
+            states.extend(Self::read_append_states(&mut *conn, &missing).await?);
         }
         let Some((mut outcomes, pending)) = apply_batch(None, batch, states).await? else {
             // The plan stopped halfway through `states`: read them again (a round trip only batches like these pay).

@@ -35,7 +35,9 @@ impl ApiError {
                 StoreError::AlreadyExists(_) | StoreError::Conflict(_) => StatusCode::CONFLICT,
                 StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
                 StoreError::Invalid { .. } => StatusCode::BAD_REQUEST,
-                StoreError::Database(_) | StoreError::Migrate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migrate(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
         }
     }

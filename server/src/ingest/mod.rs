@@ -63,7 +63,7 @@ struct Refusal {
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Database(_) | StoreError::Migrate(_) => {
+            StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Migrate(_) => {
                 tracing::error!("ingest: store error: {e}");
                 Refusal { message: "the server could not write its store; retrying".into(), fatal: false }
             }

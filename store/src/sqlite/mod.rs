@@ -9,6 +9,8 @@ use sqlx::{ConnectOptions, Connection, Sqlite, SqliteConnection, SqlitePool, Tra
 
 use crate::Clock;
 
+mod direct;
+
 /// The store's one write connection (see `SqliteStore::writer`).
 pub(crate) type WriteConnection = Arc<tokio::sync::Mutex<Writer>>;
 
@@ -110,18 +112,19 @@ impl SqliteStore {
         Ok(conn.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    /// A group commit (see `Store::append_batch`) in two round trips to the connection's thread (one more per
-    /// thousand sessions past the first thousand) unless a write is a resend or a session's ring buffer is full:
-    /// `BEGIN` with the read of where the sessions stand, then every insert, the update of the sessions and
-    /// `COMMIT` as one query of several statements. sqlx's
-    /// transactions take a round trip of their own for `BEGIN` and for `COMMIT`, and each round trip is two thread
-    /// wake-ups: 150-250 µs on a busy two-core machine, more than the SQLite work of a batch.
+    /// A group commit (see `Store::append_batch`). Plain appends run on the calling thread against the raw
+    /// connection (`direct`). The rest (a resend to compare, a ring buffer to trim) goes through sqlx in
+    /// `group_commit_on`.
     async fn group_commit(&self, batch: &[(Uuid, Vec<TranscriptWrite>)]) -> crate::StoreResult<Vec<AppendOutcome>> {
         let mut writer = self.writer.lock().await;
         writer.conn().await?;
         // After waiting for the connection: a commit that waited must not mark its sessions as heard from earlier
         // than a write that went before it.
         let now = self.clock.now();
+        // Plain appends, the common case, on this thread (see `direct`); the rest below.
+        if let Some(outcomes) = direct::try_group_commit(&mut writer.conn, batch, now).await? {
+            return Ok(outcomes);
+        }
         writer.open_transaction = true;
         let result = Self::group_commit_on(&mut writer.conn, batch, now).await;
         if result.is_ok() {
@@ -135,6 +138,11 @@ impl SqliteStore {
         result
     }
 
+    /// The general path, in two round trips to the connection's thread (one more per thousand sessions past the
+    /// first thousand) unless a write is a resend or a session's ring buffer is full: `BEGIN` with the read of
+    /// where the sessions stand, then every insert, the update of the sessions and `COMMIT` as one query of
+    /// several statements. sqlx's transactions take a round trip of their own for `BEGIN` and for `COMMIT`, and
+    /// each round trip is two thread wake-ups: 150-250 µs on a busy two-core machine.
     async fn group_commit_on(
         conn: &mut SqliteConnection,
         batch: &[(Uuid, Vec<TranscriptWrite>)],

@@ -1,0 +1,136 @@
+//! The group commit's common case, run on the writer's own thread against the raw SQLite connection.
+//!
+//! Through sqlx every statement is a hand-over to the connection's worker thread and back: two thread wake-ups,
+//! each of which waits for a core when the machine is busy. With a thousand sessions writing, the writer spent
+//! most of its time waiting on those rather than in SQLite (BENCHMARKS.md, (b) on SQLite). Here sqlx lends the
+//! connection (`SqliteConnection::lock_handle`: one hand-over) and the whole commit runs here through rusqlite,
+//! one prepared statement per row.
+//!
+//! Only plain appends take this path: a batch that resends stored bytes or fills a ring buffer (it must read and
+//! trim the transcript) is rolled back here and committed by the general path (`SqliteStore::group_commit_on`),
+//! which shares the checks (`apply_batch`) with it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::{AppendOutcome, AppendState, PendingRows, TranscriptWrite, apply_batch, batch_ids, sorted_states};
+
+/// Commits `batch` if it is plain appends: `None` (nothing written) if it needs the general path.
+pub(super) async fn try_group_commit(
+    conn: &mut SqliteConnection,
+    batch: &[(Uuid, Vec<TranscriptWrite>)],
+    now: DateTime<Utc>,
+) -> crate::StoreResult<Option<Vec<AppendOutcome>>> {
+    let ids = batch_ids(batch);
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: sqlx's worker thread does not touch the connection while `handle` is held, and `db` (with the
+    // statements it prepared) is dropped before `handle` at the end of this function.
+    let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+    // The write lock up front (see `SqliteStore::begin_write`).
+    db.execute_batch("BEGIN IMMEDIATE")?;
+    let planned = match read_states(&db, &ids) {
+        Ok(mut states) => match apply_batch(None, batch, &mut states).await {
+            Ok(Some((outcomes, pending))) => write(&db, &pending, &states, now).map(|()| Some(outcomes)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let end = if matches!(planned, Ok(Some(_))) { "COMMIT" } else { "ROLLBACK" };
+    match db.execute_batch(end) {
+        Ok(()) => planned,
+        // A failed COMMIT leaves the transaction open: roll it back before the connection goes back to sqlx.
+        Err(e) => {
+            let _ = db.execute_batch("ROLLBACK");
+            planned.and(Err(e.into()))
+        }
+    }
+}
+
+/// Where each session stands, with its fleet's ring-buffer size. Sessions that do not exist are left out
+/// (`apply_batch` refuses their writes).
+fn read_states(db: &rusqlite::Connection, ids: &[Uuid]) -> crate::StoreResult<HashMap<Uuid, AppendState>> {
+    let mut read = db.prepare(
+        "SELECT s.total_bytes, s.retained_bytes, s.truncated_bytes, s.lost_bytes, s.retained_from, \
+         f.transcript_limit_bytes FROM sessions s JOIN fleets f ON f.id = s.fleet_id WHERE s.id = ?1",
+    )?;
+    let mut states = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let state = read.query_row([id.as_bytes().as_slice()], |r| {
+            let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+            Ok(AppendState {
+                total: n(0)?,
+                loaded_total: n(0)?,
+                retained: n(1)?,
+                truncated: n(2)?,
+                lost: n(3)?,
+                retained_from: n(4)?,
+                limit: n(5)?,
+            })
+        });
+        match state {
+            Ok(state) => {
+                states.insert(*id, state);
+            }
+            Err(rusqlite::Error::QueryReturnedNoRows) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(states)
+}
+
+/// The batch's rows, and every session's new lengths (and that its recorder was heard from `now`).
+fn write(
+    db: &rusqlite::Connection,
+    pending: &PendingRows<'_>,
+    states: &HashMap<Uuid, AppendState>,
+    now: DateTime<Utc>,
+) -> crate::StoreResult<()> {
+    if !pending.chunks.is_empty() {
+        let mut insert =
+            db.prepare("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) VALUES (?1, ?2, ?3, ?4)")?;
+        for (id, offset, t_ms, bytes) in &pending.chunks {
+            insert.execute(params![id.as_bytes().as_slice(), *offset as i64, *t_ms as i64, bytes])?;
+        }
+    }
+    if !pending.gaps.is_empty() {
+        let mut insert = db.prepare(
+            "INSERT INTO transcript_gaps (session_id, at_offset, bytes_lost, reason) \
+             VALUES (?1, ?2, ?3, 'recorder_offline')",
+        )?;
+        for (id, at, lost) in &pending.gaps {
+            insert.execute(params![id.as_bytes().as_slice(), *at as i64, *lost as i64])?;
+        }
+    }
+    if !pending.resizes.is_empty() {
+        // A resent resize is the same row again.
+        let mut insert = db.prepare(
+            "INSERT INTO transcript_resizes (session_id, at_offset, t_ms, cols, rows) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT DO NOTHING",
+        )?;
+        for (id, at, t_ms, cols, rows) in &pending.resizes {
+            insert.execute(params![id.as_bytes().as_slice(), *at as i64, *t_ms as i64, cols, rows])?;
+        }
+    }
+    let mut update = db.prepare(
+        "UPDATE sessions SET total_bytes = ?2, retained_bytes = ?3, truncated_bytes = ?4, lost_bytes = ?5, \
+         retained_from = ?6, last_seen_at = ?7 WHERE id = ?1",
+    )?;
+    let now_ms = now.timestamp_millis();
+    for (id, s) in sorted_states(states) {
+        update.execute(params![
+            id.as_bytes().as_slice(),
+            s.total as i64,
+            s.retained as i64,
+            s.truncated as i64,
+            s.lost as i64,
+            s.retained_from as i64,
+            now_ms
+        ])?;
+    }
+    Ok(())
+}

@@ -18,12 +18,13 @@ use std::time::Duration;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
-/// Backstop: log pages after which the committing connection checkpoints by itself (128 MiB of 4 KiB pages).
-/// Only reached if the passes below cannot keep up.
-pub(crate) const WRITER_CHECKPOINT_PAGES: u32 = 32_768;
-/// Log pages after which a pass finishes on the writer's connection so that the log can start over (64 MiB:
-/// about a second of a thousand sessions writing).
-const RESTART_PAGES: i64 = 16_384;
+/// Backstop: log pages after which the committing connection checkpoints by itself (256 MiB of 4 KiB pages), a
+/// stall of every write (60-70 ms measured). Only reached if the passes below cannot keep up: it must stay well
+/// above `RESTART_PAGES` plus what a second of writes adds (~20,000 pages with a thousand sessions writing; at
+/// 32,768 a log just short of `RESTART_PAGES` at one pass crossed it before the next).
+pub(crate) const WRITER_CHECKPOINT_PAGES: u32 = 65_536;
+/// Log pages after which a pass finishes on the writer's connection so that the log can start over (32 MiB).
+const RESTART_PAGES: i64 = 8_192;
 /// A background pass this short leaves little for the writer's pass to copy.
 const CATCH_UP: Duration = Duration::from_millis(3);
 /// Background passes before the writer's, at most.

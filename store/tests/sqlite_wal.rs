@@ -1,5 +1,5 @@
 //! SQLite only: committed output reaches the database file through the background checkpoints, while the
-//! committing connection's own checkpoint threshold (128 MiB of log) is far away.
+//! committing connection's own checkpoint threshold (256 MiB of log) is far away.
 
 use std::path::Path;
 use std::time::Duration;

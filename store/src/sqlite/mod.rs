@@ -121,11 +121,24 @@ impl SqliteStore {
         // After waiting for the connection: a commit that waited must not mark its sessions as heard from earlier
         // than a write that went before it.
         let now = self.clock.now();
-        // Plain appends, the common case, on this thread (see `direct`); the rest below.
-        if let Some(outcomes) = direct::try_group_commit(&mut writer.conn, batch, now).await? {
-            return Ok(outcomes);
-        }
+        // Both paths open their transaction as plain SQL (see `Writer::open_transaction`).
         writer.open_transaction = true;
+        // Plain appends, the common case, on this thread (see `direct`), which ends its transaction unless a
+        // rollback failed;
+        // the rest below.
+        match direct::try_group_commit(&mut writer.conn, batch, now).await {
+            Ok(Some(outcomes)) => {
+                writer.open_transaction = false;
+                return Ok(outcomes);
+            }
+            // Rolled back: the general path opens its own.
+            Ok(None) => {}
+            Err(e) => {
+                // Rolls back if the direct path could not (its error is the one to report).
+                let _ = writer.conn().await;
+                return Err(e);
+            }
+        }
         let result = Self::group_commit_on(&mut writer.conn, batch, now).await;
         if result.is_ok() {
             // It ended with COMMIT.

@@ -17,7 +17,10 @@ use rusqlite::params;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{AppendOutcome, AppendState, PendingRows, TranscriptWrite, apply_batch, batch_ids, sorted_states};
+use super::{
+    APPEND_STATE_SELECT, AppendOutcome, AppendState, PendingRows, TranscriptWrite, apply_batch, batch_ids,
+    sorted_states,
+};
 
 /// Commits `batch` if it is plain appends: `None` (nothing written) if it needs the general path.
 pub(super) async fn try_group_commit(
@@ -32,12 +35,12 @@ pub(super) async fn try_group_commit(
     let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
     // The write lock up front (see `SqliteStore::begin_write`).
     db.execute_batch("BEGIN IMMEDIATE")?;
+    // (`db` is not Sync: no borrow of it may live across the await.)
     let planned = match read_states(&db, &ids) {
-        Ok(mut states) => match apply_batch(None, batch, &mut states).await {
-            Ok(Some((outcomes, pending))) => write(&db, &pending, &states, now).map(|()| Some(outcomes)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        },
+        Ok(mut states) => apply_batch(None, batch, &mut states).await.and_then(|plan| match plan {
+            Some((outcomes, pending)) => write(&db, &pending, &states, now).map(|()| Some(outcomes)),
+            None => Ok(None),
+        }),
         Err(e) => Err(e),
     };
     let end = if matches!(planned, Ok(Some(_))) { "COMMIT" } else { "ROLLBACK" };
@@ -54,22 +57,19 @@ pub(super) async fn try_group_commit(
 /// Where each session stands, with its fleet's ring-buffer size. Sessions that do not exist are left out
 /// (`apply_batch` refuses their writes).
 fn read_states(db: &rusqlite::Connection, ids: &[Uuid]) -> crate::StoreResult<HashMap<Uuid, AppendState>> {
-    let mut read = db.prepare(
-        "SELECT s.total_bytes, s.retained_bytes, s.truncated_bytes, s.lost_bytes, s.retained_from, \
-         f.transcript_limit_bytes FROM sessions s JOIN fleets f ON f.id = s.fleet_id WHERE s.id = ?1",
-    )?;
+    let mut read = db.prepare(&format!("{APPEND_STATE_SELECT} WHERE s.id = ?1"))?;
     let mut states = HashMap::with_capacity(ids.len());
     for id in ids {
         let state = read.query_row([id.as_bytes().as_slice()], |r| {
-            let n = |i| r.get::<_, i64>(i).map(|v| v as u64);
+            let n = |column| r.get::<_, i64>(column).map(|v| v as u64);
             Ok(AppendState {
-                total: n(0)?,
-                loaded_total: n(0)?,
-                retained: n(1)?,
-                truncated: n(2)?,
-                lost: n(3)?,
-                retained_from: n(4)?,
-                limit: n(5)?,
+                total: n("total_bytes")?,
+                loaded_total: n("total_bytes")?,
+                retained: n("retained_bytes")?,
+                truncated: n("truncated_bytes")?,
+                lost: n("lost_bytes")?,
+                retained_from: n("retained_from")?,
+                limit: n("limit_bytes")?,
             })
         });
         match state {

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use sqlx::SqliteConnection;
+use sqlx::sqlite::LockedSqliteHandle;
 use uuid::Uuid;
 
 use super::{
@@ -30,9 +31,7 @@ pub(super) async fn try_group_commit(
 ) -> crate::StoreResult<Option<Vec<AppendOutcome>>> {
     let ids = batch_ids(batch);
     let mut handle = conn.lock_handle().await?;
-    // SAFETY: sqlx's worker thread does not touch the connection while `handle` is held, and `db` (with the
-    // statements it prepared) is dropped before `handle` at the end of this function.
-    let db = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }?;
+    let db = raw(&mut handle)?;
     // The write lock up front (see `SqliteStore::begin_write`).
     db.execute_batch("BEGIN IMMEDIATE")?;
     // (`db` is not Sync: no borrow of it may live across the await.)
@@ -52,6 +51,28 @@ pub(super) async fn try_group_commit(
             planned.and(Err(e.into()))
         }
     }
+}
+
+/// The general path's writes (`SqliteStore::group_commit_on`), planned through sqlx inside the transaction it
+/// opened: written here too, and committed. On an error the transaction is left for the caller to roll back.
+pub(super) async fn write_and_commit(
+    conn: &mut SqliteConnection,
+    pending: &PendingRows<'_>,
+    states: &HashMap<Uuid, AppendState>,
+    now: DateTime<Utc>,
+) -> crate::StoreResult<()> {
+    let mut handle = conn.lock_handle().await?;
+    let db = raw(&mut handle)?;
+    write(&db, pending, states, now)?;
+    Ok(db.execute_batch("COMMIT")?)
+}
+
+/// rusqlite on the connection sqlx lent. Drop it before `handle`, which it borrows from.
+fn raw(handle: &mut LockedSqliteHandle<'_>) -> rusqlite::Result<rusqlite::Connection> {
+    // SAFETY: sqlx's worker thread does not touch the connection while `handle` is held, and the returned
+    // connection, which does not close it, is dropped first (with the statements it prepared): both callers
+    // declare it after `handle`.
+    unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
 }
 
 /// Where each session stands, with its fleet's ring-buffer size. Sessions that do not exist are left out

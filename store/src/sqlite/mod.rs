@@ -151,11 +151,10 @@ impl SqliteStore {
         result
     }
 
-    /// The general path, in two round trips to the connection's thread (one more per thousand sessions past the
-    /// first thousand) unless a write is a resend or a session's ring buffer is full: `BEGIN` with the read of
-    /// where the sessions stand, then every insert, the update of the sessions and `COMMIT` as one query of
-    /// several statements. sqlx's transactions take a round trip of their own for `BEGIN` and for `COMMIT`, and
-    /// each round trip is two thread wake-ups: 150-250 µs on a busy two-core machine.
+    /// The general path, for batches whose checks read the transcript tables (a resend to compare, a ring buffer
+    /// to trim): `BEGIN` with the read of where the sessions stand, the checks through sqlx, then the rows, the
+    /// update of the sessions and `COMMIT` on the raw connection as in `direct`. sqlx's transactions would take a
+    /// round trip of their own for `BEGIN` and for `COMMIT`, and each round trip is two thread wake-ups.
     async fn group_commit_on(
         conn: &mut SqliteConnection,
         batch: &[(Uuid, Vec<TranscriptWrite>)],
@@ -174,14 +173,7 @@ impl SqliteStore {
         }
         let (outcomes, pending) =
             apply_batch(Some(&mut *conn), batch, &mut states).await?.expect("with a connection every batch applies");
-        let mut qb = QueryBuilder::<Sqlite>::new("");
-        push_statements(&mut qb, &pending.chunks, push_chunk_rows);
-        push_statements(&mut qb, &pending.gaps, push_gap_rows);
-        push_statements(&mut qb, &pending.resizes, push_resize_rows);
-        push_statements(&mut qb, &sorted_states(&states), |qb, part| push_append_states(qb, part, now));
-        qb.push("COMMIT");
-        // Its text varies with the row counts: not worth a place in the connection's statement cache.
-        qb.build().persistent(false).execute(&mut *conn).await?;
+        direct::write_and_commit(conn, &pending, &states, now).await?;
         Ok(outcomes)
     }
 
@@ -221,43 +213,12 @@ impl SqliteStore {
     }
 }
 
-/// One statement per `ROWS_PER_STATEMENT` rows, each followed by `;`.
-fn push_statements<T>(
-    qb: &mut QueryBuilder<Sqlite>,
-    rows: &[T],
-    mut push: impl FnMut(&mut QueryBuilder<Sqlite>, &[T]),
-) {
-    for part in rows.chunks(ROWS_PER_STATEMENT) {
-        push(qb, part);
-        qb.push("; ");
-    }
-}
-
 /// One INSERT of transcript chunks.
 fn push_chunk_rows(qb: &mut QueryBuilder<Sqlite>, rows: &[ChunkRow<'_>]) {
     qb.push("INSERT INTO transcript_chunks (session_id, byte_offset, t_ms, bytes) ");
     qb.push_values(rows, |mut row, (id, offset, t_ms, bytes)| {
         row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
     });
-}
-
-/// One UPDATE of the sessions' lengths, and that their recorders were heard from `now`. `VALUES` columns are
-/// `column1`...
-fn push_append_states(qb: &mut QueryBuilder<Sqlite>, states: &[(&Uuid, &AppendState)], now: DateTime<Utc>) {
-    qb.push(
-        "UPDATE sessions SET total_bytes = v.column2, retained_bytes = v.column3, truncated_bytes = v.column4, \
-         lost_bytes = v.column5, retained_from = v.column6, last_seen_at = ",
-    );
-    qb.push_bind(Ts(now)).push(" FROM (");
-    qb.push_values(states, |mut row, (id, s)| {
-        row.push_bind(**id)
-            .push_bind(s.total as i64)
-            .push_bind(s.retained as i64)
-            .push_bind(s.truncated as i64)
-            .push_bind(s.lost as i64)
-            .push_bind(s.retained_from as i64);
-    });
-    qb.push(") AS v WHERE sessions.id = v.column1");
 }
 
 /// One session of `read_append_states`' text.

@@ -95,3 +95,31 @@ async fn poll_at_most<F: Future>(fut: F, polls: u32) -> Option<F::Output> {
     })
     .await
 }
+
+/// Group commits back to back, on a one-thread runtime like the transcript writer's, all go through. Each plain
+/// append borrows the raw connection from sqlx's worker thread; when a loan came before the worker had retaken its
+/// lock, sqlx's request to let go of it was left over in the worker's queue, and such requests piled up until the
+/// queue was full and the next loan and the worker waited for each other for good (this test hung within a few
+/// thousand commits).
+#[tokio::test]
+async fn thousands_of_group_commits_in_a_row_all_go_through() {
+    let t = TestStore::sqlite().await;
+    let fleet = t.store.create_fleet("acme").await.unwrap();
+    let machine = t.store.create_machine(fleet.id, "web-1").await.unwrap();
+    let new = NewMember { email: "o@example.com".into(), display_name: "O".into(), password_hash: None, is_bot: false };
+    let owner = t.store.create_member(new).await.unwrap();
+    t.store.add_fleet_member(fleet.id, owner.id, Role::Owner).await.unwrap();
+    let id = t.store.create_session(new_session(&machine, &owner)).await.unwrap();
+
+    const COMMITS: u64 = 20_000;
+    let commits = async {
+        for i in 0..COMMITS {
+            t.store.append_batch(&[(id, vec![out(i * 8, format!("{i:>7}\n").as_bytes())])]).await.unwrap();
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(60), commits).await.is_err() {
+        panic!("group commits stopped going through (a hang on the write connection)");
+    }
+    let head = t.store.session_head(&Viewer::Member(owner.id), id).await.unwrap();
+    assert_eq!(head.transcript.total_bytes, COMMITS * 8);
+}

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
-use sqlx::SqliteConnection;
 use sqlx::sqlite::LockedSqliteHandle;
+use sqlx::{Connection, SqliteConnection};
 use uuid::Uuid;
 
 use super::{
@@ -30,12 +30,24 @@ pub(super) async fn try_group_commit(
     now: DateTime<Utc>,
 ) -> crate::StoreResult<Option<Vec<AppendOutcome>>> {
     let ids = batch_ids(batch);
-    let mut handle = conn.lock_handle().await?;
-    let db = raw(&mut handle)?;
+    let (mut handle, loan) = lend(conn).await?;
+    let result = commit_if_plain(&mut handle, &ids, batch, now).await;
+    drop(handle);
+    loan.settle(conn).await;
+    result
+}
+
+async fn commit_if_plain(
+    handle: &mut LockedSqliteHandle<'_>,
+    ids: &[Uuid],
+    batch: &[(Uuid, Vec<TranscriptWrite>)],
+    now: DateTime<Utc>,
+) -> crate::StoreResult<Option<Vec<AppendOutcome>>> {
+    let db = raw(handle)?;
     // The write lock up front (see `SqliteStore::begin_write`).
     db.execute_batch("BEGIN IMMEDIATE")?;
     // (`db` is not Sync: no borrow of it may live across the await.)
-    let planned = match read_states(&db, &ids) {
+    let planned = match read_states(&db, ids) {
         Ok(mut states) => apply_batch(None, batch, &mut states).await.and_then(|plan| match plan {
             Some((outcomes, pending)) => write(&db, &pending, &states, now).map(|()| Some(outcomes)),
             None => Ok(None),
@@ -61,10 +73,52 @@ pub(super) async fn write_and_commit(
     states: &HashMap<Uuid, AppendState>,
     now: DateTime<Utc>,
 ) -> crate::StoreResult<()> {
-    let mut handle = conn.lock_handle().await?;
-    let db = raw(&mut handle)?;
-    write(&db, pending, states, now)?;
-    Ok(db.execute_batch("COMMIT")?)
+    let (mut handle, loan) = lend(conn).await?;
+    let result = raw(&mut handle).map_err(crate::StoreError::from).and_then(|db| {
+        write(&db, pending, states, now)?;
+        Ok(db.execute_batch("COMMIT")?)
+    });
+    drop(handle);
+    loan.settle(conn).await;
+    result
+}
+
+/// A loan of the raw connection from sqlx's worker thread.
+///
+/// sqlx 0.9.1 lends it by queueing a command that tells the worker to let go of its lock, while waiting for that
+/// lock. If the worker had not yet taken the lock back after the last loan, this one comes at once and its command
+/// is left over: later the worker lets go of the lock and retakes it for nothing. With loans in quick succession
+/// the left-over commands pile up, and once the worker's queue (50 commands) is full a loan holds the lock while
+/// it waits to queue its command, and the worker waits for the lock: both hang (seen in the store's tests, one run
+/// in a few). So a loan that came at once is followed by a ping, which returns once the worker has worked through
+/// its queue and holds its lock again: at most one command is ever left over. (A loan whose task was dropped
+/// halfway cannot settle, but it leaves `Writer::open_transaction` set, and the rollback that the connection's
+/// next user sends first works through the queue the same way.)
+struct Loan {
+    came_at_once: bool,
+}
+
+async fn lend(conn: &mut SqliteConnection) -> sqlx::Result<(LockedSqliteHandle<'_>, Loan)> {
+    let mut lending = std::pin::pin!(conn.lock_handle());
+    let mut first_poll = true;
+    std::future::poll_fn(|cx| {
+        let poll = lending.as_mut().poll(cx);
+        let came_at_once = std::mem::take(&mut first_poll);
+        poll.map(|handle| handle.map(|handle| (handle, Loan { came_at_once })))
+    })
+    .await
+}
+
+impl Loan {
+    /// After the handle is dropped. A failed ping means the worker is gone, which the connection's next user
+    /// hears of: the commit's own outcome stands.
+    async fn settle(self, conn: &mut SqliteConnection) {
+        if self.came_at_once
+            && let Err(e) = conn.ping().await
+        {
+            tracing::warn!("the SQLite write connection did not answer after lending its handle: {e}");
+        }
+    }
 }
 
 /// rusqlite on the connection sqlx lent. Drop it before `handle`, which it borrows from.

@@ -43,7 +43,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     clock: Arc<dyn Clock>,
     replica_id: uuid::Uuid,
-    checkpointer: tokio::task::JoinHandle<()>,
+    /// Stops the WAL checkpointer's thread when the store is dropped.
+    _checkpointer: crate::wal_checkpointer::Checkpointer,
     /// The one connection every write of this process goes through, held by the store rather than pooled.
     /// SQLite lets one connection write at a time, and one that finds the lock taken waits in SQLite's busy
     /// handler, which sleeps 1, 2, 5, 10 ... ms between tries: writes from several pooled connections took turns
@@ -51,12 +52,6 @@ pub struct SqliteStore {
     /// one: a pool tests a connection each time it is handed back (a round trip to the connection's thread), and
     /// the group commit paid that on every batch.
     writer: WriteConnection,
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.checkpointer.abort();
-    }
 }
 
 impl SqliteStore {
@@ -84,8 +79,8 @@ impl SqliteStore {
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         let writer = Writer { conn: options.connect().await?, open_transaction: false };
         let writer = Arc::new(tokio::sync::Mutex::new(writer));
-        let checkpointer = crate::wal_checkpointer::spawn(&options, writer.clone()).await?;
-        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), checkpointer, writer })
+        let _checkpointer = crate::wal_checkpointer::spawn(path, &writer)?;
+        Ok(Self { pool, clock, replica_id: uuid::Uuid::now_v7(), _checkpointer, writer })
     }
 
     /// One process owns a SQLite file: there is nobody to tell.

@@ -50,6 +50,21 @@ pub fn new_session(machine: &crate::Machine, by: &crate::Member) -> crate::NewSe
     }
 }
 
+/// Fleet `acme` with machine `web-1` and its owner `o@example.com`: where a test of one session's writes starts.
+pub async fn owner_and_machine(store: &dyn crate::Store) -> (crate::Member, crate::Machine) {
+    let fleet = store.create_fleet("acme").await.expect("fleet");
+    let machine = store.create_machine(fleet.id, "web-1").await.expect("machine");
+    let new = crate::NewMember {
+        email: "o@example.com".into(),
+        display_name: "O".into(),
+        password_hash: None,
+        is_bot: false,
+    };
+    let owner = store.create_member(new).await.expect("member");
+    store.add_fleet_member(fleet.id, owner.id, crate::Role::Owner).await.expect("owner");
+    (owner, machine)
+}
+
 pub const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 pub struct TestStore {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cmdop_store::testing::{TestStore, new_session};
+use cmdop_store::testing::{TestStore, new_session, owner_and_machine};
 use cmdop_store::*;
 
 fn file_len(path: &Path) -> u64 {
@@ -15,11 +15,7 @@ fn file_len(path: &Path) -> u64 {
 async fn committed_output_is_checkpointed_into_the_database_file_in_the_background() {
     let t = TestStore::sqlite().await;
     let db = Path::new(&t.url).to_path_buf();
-    let fleet = t.store.create_fleet("acme").await.unwrap();
-    let machine = t.store.create_machine(fleet.id, "web-1").await.unwrap();
-    let new = NewMember { email: "o@example.com".into(), display_name: "O".into(), password_hash: None, is_bot: false };
-    let owner = t.store.create_member(new).await.unwrap();
-    t.store.add_fleet_member(fleet.id, owner.id, Role::Owner).await.unwrap();
+    let (owner, machine) = owner_and_machine(&*t.store).await;
     let id = t.store.create_session(new_session(&machine, &owner)).await.unwrap();
 
     // 2 MiB in 4 KiB chunks, one group commit each: all of it lands in the log first.

@@ -4,7 +4,7 @@
 
 use std::task::Poll;
 
-use cmdop_store::testing::{TestStore, new_session};
+use cmdop_store::testing::{TestStore, new_session, owner_and_machine};
 use cmdop_store::*;
 use uuid::Uuid;
 
@@ -15,11 +15,7 @@ fn out(offset: u64, bytes: &[u8]) -> TranscriptWrite {
 #[tokio::test]
 async fn a_group_commit_dropped_halfway_stores_all_or_nothing_and_the_next_one_goes_through() {
     let t = TestStore::sqlite().await;
-    let fleet = t.store.create_fleet("acme").await.unwrap();
-    let machine = t.store.create_machine(fleet.id, "web-1").await.unwrap();
-    let new = NewMember { email: "o@example.com".into(), display_name: "O".into(), password_hash: None, is_bot: false };
-    let owner = t.store.create_member(new).await.unwrap();
-    t.store.add_fleet_member(fleet.id, owner.id, Role::Owner).await.unwrap();
+    let (owner, machine) = owner_and_machine(&*t.store).await;
     let viewer = Viewer::Member(owner.id);
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -104,11 +100,7 @@ async fn poll_at_most<F: Future>(fut: F, polls: u32) -> Option<F::Output> {
 #[tokio::test]
 async fn thousands_of_group_commits_in_a_row_all_go_through() {
     let t = TestStore::sqlite().await;
-    let fleet = t.store.create_fleet("acme").await.unwrap();
-    let machine = t.store.create_machine(fleet.id, "web-1").await.unwrap();
-    let new = NewMember { email: "o@example.com".into(), display_name: "O".into(), password_hash: None, is_bot: false };
-    let owner = t.store.create_member(new).await.unwrap();
-    t.store.add_fleet_member(fleet.id, owner.id, Role::Owner).await.unwrap();
+    let (owner, machine) = owner_and_machine(&*t.store).await;
     let id = t.store.create_session(new_session(&machine, &owner)).await.unwrap();
 
     const COMMITS: u64 = 20_000;

@@ -64,12 +64,13 @@ pub(crate) fn spawn(path: &Path, writer: &crate::sqlite::WriteConnection) -> cra
             let stop = stop.clone();
             move || run(&conn, &writer, &stop)
         })
-        .map_err(|e| crate::StoreError::Conflict(format!("cannot start the WAL checkpointer: {e}")))?;
+        .map_err(|e| crate::StoreError::Database(sqlx::Error::Io(e)))?;
     Ok(Checkpointer { thread: thread.thread().clone(), stop })
 }
 
 fn run(conn: &rusqlite::Connection, writer: &Weak<tokio::sync::Mutex<crate::sqlite::Writer>>, stop: &AtomicBool) {
     let mut next = Instant::now() + INTERVAL;
+    let mut failures = 0u32;
     loop {
         // Parked until the next pass is due or the store is dropped (`park_timeout` may also wake early).
         while !stop.load(Ordering::Acquire) && Instant::now() < next {
@@ -79,16 +80,32 @@ fn run(conn: &rusqlite::Connection, writer: &Weak<tokio::sync::Mutex<crate::sqli
             return;
         }
         let Some(writer) = writer.upgrade() else { return };
-        if let Err(e) = pass(conn, &writer) {
-            tracing::warn!("background WAL checkpoint: {e}");
+        match pass(conn, &writer, stop) {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                // Once, then once a minute while it keeps failing (a full disk, a removed file).
+                if failures.is_multiple_of(60) {
+                    tracing::warn!("background WAL checkpoint (failed {} times in a row): {e}", failures + 1);
+                }
+                failures += 1;
+            }
         }
         next = Instant::now() + INTERVAL;
     }
 }
 
-fn pass(conn: &rusqlite::Connection, writer: &tokio::sync::Mutex<crate::sqlite::Writer>) -> rusqlite::Result<()> {
+/// One pass, with its catch-up rounds. It gives up between steps once the store is dropped (`stop`), so that the
+/// file is left alone soon after.
+fn pass(
+    conn: &rusqlite::Connection,
+    writer: &tokio::sync::Mutex<crate::sqlite::Writer>,
+    stop: &AtomicBool,
+) -> rusqlite::Result<()> {
     let mut rounds = 0;
     loop {
+        if stop.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let started = Instant::now();
         let log_pages = checkpoint(conn)?;
         let took = started.elapsed();
@@ -108,6 +125,9 @@ fn pass(conn: &rusqlite::Connection, writer: &tokio::sync::Mutex<crate::sqlite::
     // pass holding the writer's lock does: that sync would then flush every page the background passes copied
     // (~10 ms measured with a thousand sessions writing), with every write held up. Synced here, the pass below
     // flushes only its own few pages.
+    if stop.load(Ordering::Acquire) {
+        return Ok(());
+    }
     let started = Instant::now();
     sync_database_file(conn)?;
     tracing::debug!(us = started.elapsed().as_micros() as u64, "database file synced");

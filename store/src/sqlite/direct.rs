@@ -86,10 +86,11 @@ pub(super) async fn write_and_commit(
 /// A loan of the raw connection from sqlx's worker thread.
 ///
 /// sqlx 0.9.1 lends it by queueing a command that tells the worker to let go of its lock, while waiting for that
-/// lock. If the worker had not yet taken the lock back after the last loan, this one comes at once and its command
-/// is left over: later the worker lets go of the lock and retakes it for nothing. With loans in quick succession
-/// the left-over commands pile up, and once the worker's queue (50 commands) is full a loan holds the lock while
-/// it waits to queue its command, and the worker waits for the lock: both hang (seen in the store's tests, one run
+/// lock. A loan comes at once when the worker has just let go of the lock for the last loan's command and has not
+/// yet started to wait for it again (its fair lock grants a newcomer at once only when nobody waits): then this
+/// loan's command is left over, and every later loan is granted by the command left over before it and leaves its
+/// own, so the count only grows. Once the worker's queue (50 commands) is full, a loan holds the lock while it
+/// waits to queue its command, and the worker waits for the lock: both hang (seen in the store's tests, one run
 /// in a few). So a loan that came at once is followed by a ping, which returns once the worker has worked through
 /// its queue and holds its lock again: at most one command is ever left over. (A loan whose task was dropped
 /// halfway cannot settle, but it leaves `Writer::open_transaction` set, and the rollback that the connection's

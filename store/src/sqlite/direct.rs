@@ -8,7 +8,8 @@
 //!
 //! Only plain appends take this path: a batch that resends stored bytes or fills a ring buffer (it must read and
 //! trim the transcript) is rolled back here and committed by the general path (`SqliteStore::group_commit_on`),
-//! which shares the checks (`apply_batch`) with it.
+//! which shares the checks (`apply_batch`) with it and runs its reads of where the sessions stand and its writes
+//! here too (`begin_and_read_states`, `write_and_commit`).
 
 use std::collections::HashMap;
 
@@ -65,19 +66,41 @@ async fn commit_if_plain(
     }
 }
 
-/// The general path's writes (`SqliteStore::group_commit_on`), planned through sqlx inside the transaction it
-/// opened: written here too, and committed. On an error the transaction is left for the caller to roll back.
+/// The general path's writes (`SqliteStore::group_commit_on`), planned through sqlx inside the transaction
+/// `begin_and_read_states` opened: written here too, and committed. On an error the transaction is left for the caller to roll back.
 pub(super) async fn write_and_commit(
     conn: &mut SqliteConnection,
     pending: &PendingRows<'_>,
     states: &HashMap<Uuid, AppendState>,
     now: DateTime<Utc>,
 ) -> crate::StoreResult<()> {
-    let (mut handle, loan) = lend(conn).await?;
-    let result = raw(&mut handle).map_err(crate::StoreError::from).and_then(|db| {
-        write(&db, pending, states, now)?;
+    on_raw(conn, |db| {
+        write(db, pending, states, now)?;
         Ok(db.execute_batch("COMMIT")?)
-    });
+    })
+    .await
+}
+
+/// The general path's start: its transaction, with the write lock up front (see `SqliteStore::begin_write`), and
+/// where the sessions stand. On an error the transaction is left for the caller to roll back.
+pub(super) async fn begin_and_read_states(
+    conn: &mut SqliteConnection,
+    ids: &[Uuid],
+) -> crate::StoreResult<HashMap<Uuid, AppendState>> {
+    on_raw(conn, |db| {
+        db.execute_batch("BEGIN IMMEDIATE")?;
+        read_states(db, ids)
+    })
+    .await
+}
+
+/// `f` on the raw connection sqlx lends, then the loan settled.
+async fn on_raw<T>(
+    conn: &mut SqliteConnection,
+    f: impl FnOnce(&rusqlite::Connection) -> crate::StoreResult<T>,
+) -> crate::StoreResult<T> {
+    let (mut handle, loan) = lend(conn).await?;
+    let result = raw(&mut handle).map_err(crate::StoreError::from).and_then(|db| f(&db));
     drop(handle);
     loan.settle(conn).await;
     result

@@ -119,8 +119,7 @@ impl SqliteStore {
         // Both paths open their transaction as plain SQL (see `Writer::open_transaction`).
         writer.open_transaction = true;
         // Plain appends, the common case, on this thread (see `direct`), which ends its transaction unless a
-        // rollback failed;
-        // the rest below.
+        // rollback failed; the rest below.
         match direct::try_group_commit(&mut writer.conn, batch, now).await {
             Ok(Some(outcomes)) => {
                 writer.open_transaction = false;
@@ -147,9 +146,8 @@ impl SqliteStore {
     }
 
     /// The general path, for batches whose checks read the transcript tables (a resend to compare, a ring buffer
-    /// to trim): `BEGIN` with the read of where the sessions stand, the checks through sqlx, then the rows, the
-    /// update of the sessions and `COMMIT` on the raw connection as in `direct`. sqlx's transactions would take a
-    /// round trip of their own for `BEGIN` and for `COMMIT`, and each round trip is two thread wake-ups.
+    /// to trim): `BEGIN` and the read of where the sessions stand on the raw connection as in `direct`, the checks
+    /// through sqlx, then the rows, the update of the sessions and `COMMIT` on the raw connection again.
     async fn group_commit_on(
         conn: &mut SqliteConnection,
         batch: &[(Uuid, Vec<TranscriptWrite>)],
@@ -159,45 +157,11 @@ impl SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut states = HashMap::with_capacity(ids.len());
-        // Write transactions take the write lock up front (see `begin_write`).
-        let mut begin = "BEGIN IMMEDIATE; ";
-        for part in ids.chunks(ROWS_PER_STATEMENT) {
-            states.extend(Self::read_append_states(conn, begin, part).await?);
-            begin = "";
-        }
+        let mut states = direct::begin_and_read_states(conn, &ids).await?;
         let (outcomes, pending) =
             apply_batch(Some(&mut *conn), batch, &mut states).await?.expect("with a connection every batch applies");
         direct::write_and_commit(conn, &pending, &states, now).await?;
         Ok(outcomes)
-    }
-
-    // The group commit's statements: multi-row, their text varies with the row count, which SQLite prepares
-    // cheaply. (The write lock is already held: no row locks.)
-
-    /// `begin` and where these sessions stand, as one row of text (`id,total,retained,truncated,lost,
-    /// retained_from,limit` per session, `;` between them). sqlx hands a query's rows over from its connection
-    /// thread one at a time, and the writer task woke for each: with a row per session, those hand-overs cost
-    /// more than the SQLite work of the whole group commit.
-    async fn read_append_states(
-        conn: &mut SqliteConnection,
-        begin: &str,
-        ids: &[Uuid],
-    ) -> crate::StoreResult<Vec<(Uuid, AppendState)>> {
-        let mut qb = QueryBuilder::<Sqlite>::new(begin.to_string());
-        qb.push(
-            "SELECT group_concat(hex(s.id) || ',' || s.total_bytes || ',' || s.retained_bytes || ',' || \
-             s.truncated_bytes || ',' || s.lost_bytes || ',' || s.retained_from || ',' || f.transcript_limit_bytes, \
-             ';') FROM sessions s JOIN fleets f ON f.id = s.fleet_id WHERE s.id IN (",
-        );
-        let mut list = qb.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        qb.push(")");
-        let text: Option<String> = qb.build_query_scalar().persistent(false).fetch_one(&mut *conn).await?;
-        let Some(text) = text else { return Ok(Vec::new()) };
-        text.split(';').map(parse_append_state).collect()
     }
 
     async fn insert_chunk_rows(conn: &mut SqliteConnection, rows: &[ChunkRow<'_>]) -> crate::StoreResult<()> {
@@ -214,27 +178,6 @@ fn push_chunk_rows(qb: &mut QueryBuilder<Sqlite>, rows: &[ChunkRow<'_>]) {
     qb.push_values(rows, |mut row, (id, offset, t_ms, bytes)| {
         row.push_bind(*id).push_bind(*offset as i64).push_bind(*t_ms as i64).push_bind(*bytes);
     });
-}
-
-/// One session of `read_append_states`' text.
-fn parse_append_state(text: &str) -> crate::StoreResult<(Uuid, AppendState)> {
-    let bad = || crate::StoreError::Conflict(format!("unreadable transcript state {text:?}"));
-    let mut fields = text.split(',');
-    let id = fields.next().and_then(|f| Uuid::try_parse(f).ok()).ok_or_else(bad)?;
-    let mut number = || fields.next().and_then(|f| f.parse::<u64>().ok()).ok_or_else(bad);
-    let total = number()?;
-    Ok((
-        id,
-        AppendState {
-            total,
-            loaded_total: total,
-            retained: number()?,
-            truncated: number()?,
-            lost: number()?,
-            retained_from: number()?,
-            limit: number()?,
-        },
-    ))
 }
 
 // The store itself; it also brings the names the functions above use (DateTime, Uuid, QueryBuilder, Ts,
